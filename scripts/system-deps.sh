@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Install the Debian packages the tests need (tgt: a real iSCSI tape library; libiscsi-dev to
+# build the iSCSI initiator). Uses sudo when not root. Does nothing when all are present.
+set -euo pipefail
+pkgs=(tgt libiscsi-dev)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "installing: ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

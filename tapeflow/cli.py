@@ -1,0 +1,221 @@
+"""`tapeflow ...`: the library at a terminal; readable tables by default, `--json` for tools."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tapeflow.library import Inventory, Library, LibraryError, LibrarySpec, default_home
+from tapeflow.scsi.sense import ScsiError
+
+
+def default_library() -> str:
+    """$TAPEFLOW_LIBRARY, else the embedded library under $TAPEFLOW_HOME (~/.tapeflow)."""
+    return os.environ.get("TAPEFLOW_LIBRARY", f"embedded:{default_home() / 'library'}")
+
+
+def format_inventory(inv: Inventory) -> str:
+    """The inventory as aligned text a person can scan."""
+    lines = ["DRIVES", f"  {'#':>3}  {'state':<8} {'cartridge':<10} {'from slot':>9}"]
+    for d in inv.drives:
+        state = "online" if d.online else "OFFLINE"
+        src = str(d.source_slot) if d.source_slot else "-"
+        lines.append(f"  {d.number:>3}  {state:<8} {d.barcode or '(empty)':<10} {src:>9}")
+    used = sum(s.full for s in inv.slots)
+    lines += ["", f"SLOTS ({used}/{len(inv.slots)} full)"]
+    for s in inv.slots:
+        lines.append(f"  {s.number:>3}  {s.barcode or ('(full)' if s.full else '-')}")
+    if inv.mail_slots:
+        lines += ["", "MAIL SLOTS"]
+        for s in inv.mail_slots:
+            lines.append(f"  {s.number:>3}  {s.barcode or ('(full)' if s.full else '-')}")
+    return "\n".join(lines)
+
+
+def _emit(args: argparse.Namespace, payload: object, text: str) -> None:
+    print(json.dumps(payload, indent=2) if args.json else text)
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    """Create an embedded library directory."""
+    from tapeflow.vtl import VirtualLibrary
+
+    spec = LibrarySpec.parse(args.library)
+    if spec.backend != "embedded" or spec.path is None:
+        raise LibraryError("only an embedded library can be created: use embedded:/some/dir")
+    VirtualLibrary.create(
+        spec.path,
+        drives=args.drives,
+        slots=args.slots,
+        mail_slots=args.mail_slots,
+        capacity=args.capacity_mb * 1024 * 1024,
+        speed_limit=args.speed_mb * 1e6 if args.speed_mb else None,
+    )
+    _emit(
+        args,
+        {"created": str(spec)},
+        f"created {spec}: {args.drives} drives, {args.slots} slots, {args.mail_slots} mail slots",
+    )
+    return 0
+
+
+def cmd_inventory(args: argparse.Namespace) -> int:
+    """Show drives, slots and barcodes."""
+    with Library(args.library) as lib:
+        inv = lib.inventory()
+    _emit(args, inv.to_dict(), format_inventory(inv))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """One-paragraph summary of the library and its drives."""
+    with Library(args.library) as lib:
+        ident = lib.changer.inquiry()
+        inv = lib.inventory()
+    full = sum(s.full for s in inv.slots)
+    online = sum(d.online for d in inv.drives)
+    payload = {
+        "library": str(lib.spec),
+        "changer": f"{ident.vendor} {ident.product} {ident.revision}",
+        "drives": len(inv.drives),
+        "drives_online": online,
+        "drives_loaded": sum(d.full for d in inv.drives),
+        "slots": len(inv.slots),
+        "slots_full": full,
+        "mail_slots": len(inv.mail_slots),
+    }
+    text = "\n".join(f"{k.replace('_', ' '):<14} {v}" for k, v in payload.items())
+    _emit(args, payload, text)
+    return 0
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    """Move a cartridge into a drive."""
+    with Library(args.library) as lib:
+        barcode = lib.load(args.drive, barcode=args.barcode, slot=args.slot)
+    _emit(
+        args, {"loaded": barcode, "drive": args.drive}, f"loaded {barcode} into drive {args.drive}"
+    )
+    return 0
+
+
+def cmd_unload(args: argparse.Namespace) -> int:
+    """Eject a drive's cartridge back to a slot."""
+    with Library(args.library) as lib:
+        barcode = lib.unload(args.drive, slot=args.slot)
+    _emit(
+        args,
+        {"unloaded": barcode, "drive": args.drive},
+        f"unloaded {barcode} from drive {args.drive}",
+    )
+    return 0
+
+
+def cmd_online(args: argparse.Namespace) -> int:
+    """Mark a drive online or offline."""
+    online = args.command == "online"
+    with Library(args.library) as lib:
+        lib.set_online(args.drive, online)
+    state = "online" if online else "offline"
+    _emit(args, {"drive": args.drive, "online": online}, f"drive {args.drive} is {state}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Move a cartridge from a mail slot into a storage slot."""
+    with Library(args.library) as lib:
+        barcode = lib.import_media(args.mail_slot, slot=args.slot)
+    _emit(args, {"imported": barcode}, f"imported {barcode}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Move a cartridge to a mail slot for removal."""
+    with Library(args.library) as lib:
+        mail = lib.export_media(args.barcode)
+    _emit(
+        args,
+        {"exported": args.barcode, "mail_slot": mail},
+        f"{args.barcode} is in mail slot {mail}",
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Create an embedded library and run a real write/read round trip on it."""
+    from tapeflow.demo import run_demo
+
+    return run_demo(Path(args.dir) if args.dir else None, out=sys.stdout)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command tree."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--library",
+        default=default_library(),
+        help="embedded:/dir, iscsi://host:port/iqn/lun?drives=1,2 or sg:/dev/sgN?drives=... "
+        "(default: $TAPEFLOW_LIBRARY or the embedded library in ~/.tapeflow)",
+    )
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+
+    parser = argparse.ArgumentParser(prog="tapeflow", description=__doc__)
+    top = parser.add_subparsers(dest="group", required=True)
+
+    demo = top.add_parser("demo", help="library demo on a fresh embedded library")
+    demo.add_argument("--dir", help="where to create the demo library (default: a temp dir)")
+    demo.set_defaults(func=cmd_demo)
+
+    lib = top.add_parser("library", help="inventory, load, unload, drives, mail slots")
+    sub = lib.add_subparsers(dest="command", required=True)
+    create = sub.add_parser("create", parents=[common], help="create an embedded library")
+    create.add_argument("--drives", type=int, default=4)
+    create.add_argument("--slots", type=int, default=24)
+    create.add_argument("--mail-slots", type=int, default=4)
+    create.add_argument("--capacity-mb", type=int, default=2048, help="per cartridge")
+    create.add_argument("--speed-mb", type=float, default=0, help="per-drive MB/s limit (0 = none)")
+    create.set_defaults(func=cmd_create)
+    sub.add_parser("status", parents=[common], help="summary").set_defaults(func=cmd_status)
+    sub.add_parser("inventory", parents=[common], help="drives and slots").set_defaults(
+        func=cmd_inventory
+    )
+    load = sub.add_parser("load", parents=[common], help="cartridge -> drive")
+    load.add_argument("drive", type=int, help="drive number (0-based)")
+    which = load.add_mutually_exclusive_group(required=True)
+    which.add_argument("--barcode")
+    which.add_argument("--slot", type=int, help="slot number (1-based)")
+    load.set_defaults(func=cmd_load)
+    unload = sub.add_parser("unload", parents=[common], help="drive -> slot")
+    unload.add_argument("drive", type=int)
+    unload.add_argument("--slot", type=int, help="destination slot (default: its home slot)")
+    unload.set_defaults(func=cmd_unload)
+    for name in ("online", "offline"):
+        p = sub.add_parser(name, parents=[common], help=f"mark a drive {name}")
+        p.add_argument("drive", type=int)
+        p.set_defaults(func=cmd_online)
+    imp = sub.add_parser("import", parents=[common], help="mail slot -> storage slot")
+    imp.add_argument("mail_slot", type=int)
+    imp.add_argument("--slot", type=int)
+    imp.set_defaults(func=cmd_import)
+    exp = sub.add_parser("export", parents=[common], help="storage slot -> mail slot")
+    exp.add_argument("barcode")
+    exp.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; library and device errors print one clear line and exit 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (LibraryError, ScsiError, ValueError) as exc:
+        print(f"tapeflow: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

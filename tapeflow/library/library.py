@@ -1,0 +1,322 @@
+"""What a backup needs from a tape library: inventory, load/unload, drive online/offline.
+
+Works the same on every backend; every move is serialized per library on the host with a
+file lock (the find-a-free-slot-then-move sequence must not interleave between processes).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tapeflow.library.errors import (
+    DriveEmpty,
+    DriveOccupied,
+    DriveOutOfRange,
+    NoFreeSlot,
+    SlotEmpty,
+    SlotOccupied,
+    SlotOutOfRange,
+    UnknownBarcode,
+)
+from tapeflow.library.spec import LibrarySpec
+from tapeflow.scsi.changer import MediumChanger
+from tapeflow.scsi.element_status import Element, ElementType
+from tapeflow.scsi.tape import TapeDrive
+
+
+@dataclass(frozen=True)
+class DriveStatus:
+    """One drive as the operator sees it (number is 0-based, in changer order)."""
+
+    number: int
+    address: int
+    barcode: str | None
+    full: bool
+    source_slot: int | None  # slot number (1-based) the cartridge came from
+    online: bool
+
+
+@dataclass(frozen=True)
+class SlotStatus:
+    """One storage or import/export slot (number is 1-based within its kind)."""
+
+    number: int
+    address: int
+    barcode: str | None
+    full: bool
+    mail: bool = False
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """Everything in the library at one moment."""
+
+    drives: list[DriveStatus]
+    slots: list[SlotStatus]
+    mail_slots: list[SlotStatus]
+
+    def to_dict(self) -> dict[str, list[dict[str, object]]]:
+        """JSON-ready form."""
+        return {
+            "drives": [asdict(d) for d in self.drives],
+            "slots": [asdict(s) for s in self.slots],
+            "mail_slots": [asdict(s) for s in self.mail_slots],
+        }
+
+    def barcodes(self) -> list[str]:
+        """Every barcode present, in drives, slots and mail slots."""
+        every = [*self.drives, *self.slots, *self.mail_slots]
+        return [e.barcode for e in every if e.barcode]
+
+
+class Library:
+    """A tape library reached through `spec`. Thread-safe; each drive handle is per caller."""
+
+    def __init__(self, spec: LibrarySpec | str) -> None:
+        self.spec = LibrarySpec.parse(spec) if isinstance(spec, str) else spec
+        self._changer: MediumChanger | None = None
+        self._lock = threading.RLock()
+        self.state_dir = self.spec.state_dir()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+
+    # --- plumbing ----------------------------------------------------------------------------
+    @property
+    def changer(self) -> MediumChanger:
+        """The changer handle (opened on first use)."""
+        with self._lock:
+            if self._changer is None:
+                self._changer = MediumChanger(self.spec.open_changer(), "changer")
+            return self._changer
+
+    @contextmanager
+    def _moving(self) -> Iterator[None]:
+        """Serialize media moves across threads and processes on this host."""
+        with self._lock, open(self.state_dir / "changer.lock", "a+b") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        """Close the changer handle."""
+        with self._lock:
+            if self._changer is not None:
+                self._changer.close()
+                self._changer = None
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- inventory ---------------------------------------------------------------------------
+    def _elements(self) -> dict[ElementType, list[Element]]:
+        every = self.changer.elements()
+        return {t: [e for e in every if e.type == t] for t in ElementType}
+
+    def inventory(self) -> Inventory:
+        """Drives, slots and mail slots with their barcodes."""
+        with self._lock:
+            els = self._elements()
+        slot_no = {e.address: i + 1 for i, e in enumerate(els[ElementType.STORAGE])}
+        online = self._online_flags(len(els[ElementType.DRIVE]))
+        drives = [
+            DriveStatus(
+                i,
+                e.address,
+                e.barcode,
+                e.full,
+                slot_no.get(e.source_address) if e.source_address is not None else None,
+                online[i],
+            )
+            for i, e in enumerate(els[ElementType.DRIVE])
+        ]
+        slots = [
+            SlotStatus(i + 1, e.address, e.barcode, e.full)
+            for i, e in enumerate(els[ElementType.STORAGE])
+        ]
+        mail = [
+            SlotStatus(i + 1, e.address, e.barcode, e.full, mail=True)
+            for i, e in enumerate(els[ElementType.IMPORT_EXPORT])
+        ]
+        return Inventory(drives, slots, mail)
+
+    @property
+    def drive_count(self) -> int:
+        """Number of drives in the changer."""
+        return len(self.changer.elements(ElementType.DRIVE))
+
+    def find(self, barcode: str) -> Element:
+        """The element holding `barcode` (drive, slot or mail slot)."""
+        for e in self.changer.elements():
+            if e.full and e.barcode == barcode:
+                return e
+        raise UnknownBarcode(f"no cartridge with barcode {barcode!r} in library {self.spec.name}")
+
+    def _slot(self, els: dict[ElementType, list[Element]], number: int) -> Element:
+        slots = els[ElementType.STORAGE]
+        if not 1 <= number <= len(slots):
+            raise SlotOutOfRange(f"slot {number} is out of range 1..{len(slots)}")
+        return slots[number - 1]
+
+    def _drive(self, els: dict[ElementType, list[Element]], number: int) -> Element:
+        drives = els[ElementType.DRIVE]
+        if not 0 <= number < len(drives):
+            raise DriveOutOfRange(f"drive {number} is out of range 0..{len(drives) - 1}")
+        return drives[number]
+
+    # --- moves -------------------------------------------------------------------------------
+    def move(self, source: int, destination: int) -> None:
+        """Raw MOVE MEDIUM between element addresses (device errors pass through typed)."""
+        with self._moving():
+            self.changer.move(source, destination)
+
+    def load(self, drive: int, *, barcode: str | None = None, slot: int | None = None) -> str:
+        """Move a cartridge (by barcode or slot number) into `drive`, wait until ready.
+
+        Returns the barcode loaded.
+        """
+        if (barcode is None) == (slot is None):
+            raise ValueError("give exactly one of barcode or slot")
+        with self._moving():
+            els = self._elements()
+            target = self._drive(els, drive)
+            if target.full:
+                raise DriveOccupied(
+                    f"drive {drive} already holds {target.barcode or 'a cartridge'}"
+                )
+            if barcode is not None:
+                source = next(
+                    (
+                        e
+                        for e in els[ElementType.STORAGE] + els[ElementType.IMPORT_EXPORT]
+                        if e.full and e.barcode == barcode
+                    ),
+                    None,
+                )
+                if source is None:
+                    in_drive = any(e.barcode == barcode for e in els[ElementType.DRIVE])
+                    where = "is already in a drive" if in_drive else "is not in the library"
+                    raise UnknownBarcode(f"cartridge {barcode!r} {where}")
+            else:
+                assert slot is not None
+                source = self._slot(els, slot)
+                if not source.full:
+                    raise SlotEmpty(f"slot {slot} is empty")
+            self.changer.move(source.address, target.address)
+            loaded = source.barcode or ""
+        handle = self.open_drive(drive)
+        try:
+            handle.wait_ready()
+        finally:
+            handle.close()
+        return loaded
+
+    def unload(self, drive: int, *, slot: int | None = None) -> str:
+        """Eject the cartridge in `drive` and put it back in its home slot (or `slot`)."""
+        with self._moving():
+            els = self._elements()
+            source = self._drive(els, drive)
+            if not source.full:
+                raise DriveEmpty(f"drive {drive} is empty")
+            if slot is not None:
+                dest = self._slot(els, slot)
+                if dest.full:
+                    raise SlotOccupied(f"slot {slot} holds {dest.barcode or 'a cartridge'}")
+            else:
+                dest = self._home_slot(els, source)
+            handle = self.open_drive(drive)
+            try:
+                handle.unload()
+            finally:
+                handle.close()
+            self.changer.move(source.address, dest.address)
+            return source.barcode or ""
+
+    def _home_slot(self, els: dict[ElementType, list[Element]], drive: Element) -> Element:
+        free = [e for e in els[ElementType.STORAGE] if not e.full]
+        home = next((e for e in free if e.address == drive.source_address), None)
+        if home is not None:
+            return home
+        if not free:
+            raise NoFreeSlot("no free storage slot to put the cartridge back")
+        return free[0]
+
+    def import_media(self, mail_slot: int, *, slot: int | None = None) -> str:
+        """Move a cartridge from a mail slot into a storage slot (first free one by default)."""
+        with self._moving():
+            els = self._elements()
+            mails = els[ElementType.IMPORT_EXPORT]
+            if not 1 <= mail_slot <= len(mails):
+                raise SlotOutOfRange(f"mail slot {mail_slot} is out of range 1..{len(mails)}")
+            source = mails[mail_slot - 1]
+            if not source.full:
+                raise SlotEmpty(f"mail slot {mail_slot} is empty")
+            if slot is None:
+                free = [e for e in els[ElementType.STORAGE] if not e.full]
+                if not free:
+                    raise NoFreeSlot("no free storage slot for the imported cartridge")
+                dest = free[0]
+            else:
+                dest = self._slot(els, slot)
+            self.changer.move(source.address, dest.address)
+            return source.barcode or ""
+
+    def export_media(self, barcode: str) -> int:
+        """Move `barcode` from its storage slot to a free mail slot; returns the mail slot."""
+        with self._moving():
+            els = self._elements()
+            source = next(
+                (e for e in els[ElementType.STORAGE] if e.full and e.barcode == barcode), None
+            )
+            if source is None:
+                raise UnknownBarcode(f"no cartridge {barcode!r} in a storage slot")
+            mails = els[ElementType.IMPORT_EXPORT]
+            free = [i for i, e in enumerate(mails) if not e.full]
+            if not free:
+                raise NoFreeSlot("every mail slot is full: empty one first")
+            self.changer.move(source.address, mails[free[0]].address)
+            return free[0] + 1
+
+    # --- drives ------------------------------------------------------------------------------
+    def open_drive(self, number: int) -> TapeDrive:
+        """A new handle to drive `number`; the caller closes it."""
+        count = self.drive_count
+        if not 0 <= number < count:
+            raise DriveOutOfRange(f"drive {number} is out of range 0..{count - 1}")
+        return TapeDrive(self.spec.open_drive(number, count), f"drive{number}")
+
+    def _online_path(self) -> Path:
+        return self.state_dir / "drives-online.json"
+
+    def _online_flags(self, count: int) -> list[bool]:
+        try:
+            stored = json.loads(self._online_path().read_text())
+        except FileNotFoundError:
+            stored = {}
+        return [bool(stored.get(str(i), True)) for i in range(count)]
+
+    def set_online(self, drive: int, online: bool) -> None:
+        """Mark a drive online/offline for tapeflow (the drive tag's limit follows)."""
+        count = self.drive_count
+        if not 0 <= drive < count:
+            raise DriveOutOfRange(f"drive {drive} is out of range 0..{count - 1}")
+        with self._moving():
+            flags = self._online_flags(count)
+            flags[drive] = online
+            tmp = self._online_path().with_suffix(".tmp")
+            tmp.write_text(json.dumps({str(i): f for i, f in enumerate(flags)}))
+            os.replace(tmp, self._online_path())
+
+    def online_drives(self) -> list[int]:
+        """Numbers of the drives tapeflow may use."""
+        return [i for i, on in enumerate(self._online_flags(self.drive_count)) if on]

@@ -1,0 +1,127 @@
+"""How to reach a library: embedded directory, iSCSI target, or Linux /dev/sg nodes."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+from urllib.parse import parse_qs, urlsplit
+
+from tapeflow.library.errors import BadLibrarySpec
+from tapeflow.scsi.transport import Transport
+
+Backend = Literal["embedded", "iscsi", "sg"]
+
+
+def default_home() -> Path:
+    """Where tapeflow keeps its embedded library and state: $TAPEFLOW_HOME or ~/.tapeflow."""
+    return Path(os.environ.get("TAPEFLOW_HOME", Path.home() / ".tapeflow"))
+
+
+@dataclass(frozen=True)
+class LibrarySpec:
+    """Address of one library: its changer and its drives, in changer drive-element order."""
+
+    backend: Backend
+    path: Path | None = None  # embedded: library directory
+    portal: str | None = None  # iscsi: host:port
+    target: str | None = None  # iscsi: target IQN
+    changer_lun: int = 0
+    drive_luns: tuple[int, ...] = ()  # iscsi: empty = 1..N from the changer's drive count
+    changer_device: str | None = None  # sg
+    drive_devices: tuple[str, ...] = ()  # sg
+    initiator: str | None = None
+    name: str = field(default="default")
+
+    @classmethod
+    def parse(cls, text: str) -> LibrarySpec:
+        """Parse `embedded:/dir` (or a bare path), `iscsi://host:port/iqn/lun?drives=1,2`,
+        `sg:/dev/sgN?drives=/dev/sgA,/dev/sgB`."""
+        text = text.strip()
+        if not text:
+            raise BadLibrarySpec("empty library address")
+        if text.startswith("iscsi://"):
+            url = urlsplit(text)
+            parts = [p for p in url.path.split("/") if p]
+            if not url.hostname or not parts:
+                raise BadLibrarySpec(f"{text!r}: expected iscsi://host[:port]/<target-iqn>[/lun]")
+            query = parse_qs(url.query)
+            try:
+                lun = int(parts[1]) if len(parts) > 1 else 0
+                drives = tuple(int(x) for x in ",".join(query.get("drives", [])).split(",") if x)
+            except ValueError as exc:
+                raise BadLibrarySpec(f"{text!r}: LUNs must be integers") from exc
+            port = url.port or 3260
+            return cls(
+                "iscsi",
+                portal=f"{url.hostname}:{port}",
+                target=parts[0],
+                changer_lun=lun,
+                drive_luns=drives,
+                initiator=(query.get("initiator") or [None])[0],
+                name=(query.get("name") or [parts[0].rsplit(":", 1)[-1]])[0],
+            )
+        if text.startswith("sg:"):
+            url = urlsplit(text)
+            drives = tuple(
+                x for x in ",".join(parse_qs(url.query).get("drives", [])).split(",") if x
+            )
+            if not url.path or not drives:
+                raise BadLibrarySpec(f"{text!r}: expected sg:/dev/sgN?drives=/dev/sgA,/dev/sgB")
+            return cls(
+                "sg", changer_device=url.path, drive_devices=drives, name=Path(url.path).name
+            )
+        path = Path(text.removeprefix("embedded:")).expanduser()
+        return cls("embedded", path=path, name=path.name or "embedded")
+
+    def __str__(self) -> str:
+        if self.backend == "iscsi":
+            drives = ",".join(map(str, self.drive_luns))
+            return f"iscsi://{self.portal}/{self.target}/{self.changer_lun}" + (
+                f"?drives={drives}" if drives else ""
+            )
+        if self.backend == "sg":
+            return f"sg:{self.changer_device}?drives={','.join(self.drive_devices)}"
+        return f"embedded:{self.path}"
+
+    def state_dir(self) -> Path:
+        """Where tapeflow keeps this library's host-side state (drive online flags, locks)."""
+        if self.backend == "embedded" and self.path is not None:
+            return self.path / "tapeflow-state"
+        return default_home() / "libraries" / self.name
+
+    # --- transports --------------------------------------------------------------------------
+    def open_changer(self) -> Transport:
+        """A new handle to the changer."""
+        if self.backend == "embedded":
+            return self._embedded().changer()
+        if self.backend == "iscsi":
+            return self._iscsi(self.changer_lun)
+        from tapeflow.scsi.sg import SgTransport
+
+        assert self.changer_device is not None
+        return SgTransport(self.changer_device)
+
+    def open_drive(self, index: int, drive_count: int) -> Transport:
+        """A new handle to drive `index` (0-based, changer drive-element order)."""
+        if self.backend == "embedded":
+            return self._embedded().drive(index)
+        if self.backend == "iscsi":
+            luns = self.drive_luns or tuple(range(1, drive_count + 1))
+            return self._iscsi(luns[index])
+        from tapeflow.scsi.sg import SgTransport
+
+        return SgTransport(self.drive_devices[index])
+
+    def _embedded(self):  # noqa: ANN202 - VirtualLibrary, imported lazily
+        from tapeflow.vtl import VirtualLibrary
+
+        assert self.path is not None
+        return VirtualLibrary.open(self.path)
+
+    def _iscsi(self, lun: int) -> Transport:
+        from tapeflow.scsi.iscsi import IscsiTransport
+
+        assert self.portal and self.target
+        return IscsiTransport(self.portal, self.target, lun, initiator=self.initiator)

@@ -1,0 +1,78 @@
+"""Shared fixtures: a library per backend (embedded, tgt) for the one contract suite."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tapeflow.library import Library, LibrarySpec
+
+CAPACITY = 16 * 1024 * 1024  # small cartridges so end-of-medium is reached quickly
+EARLY_WARNING = 2 * 1024 * 1024
+
+
+@dataclass
+class Backend:
+    """A running library plus the operator actions tests need that are not SCSI."""
+
+    name: str
+    library: Library
+    write_protect: Callable[[str], None]
+    capacity: int
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def _embedded(tmp_path: Path) -> Iterator[Backend]:
+    from tapeflow.vtl import VirtualLibrary
+
+    vtl = VirtualLibrary.create(
+        tmp_path / "vtl",
+        drives=2,
+        slots=8,
+        mail_slots=1,
+        cartridges=6,
+        capacity=CAPACITY,
+        early_warning=EARLY_WARNING,
+        cleaning_cartridges=0,
+    )
+    with Library(LibrarySpec.parse(f"embedded:{tmp_path / 'vtl'}")) as lib:
+        yield Backend(
+            "embedded", lib, lambda barcode: vtl.set_write_protect(barcode, True), CAPACITY
+        )
+
+
+def _tgt(tmp_path: Path) -> Iterator[Backend]:
+    from tapeflow.testing.tgt import TgtLibrary
+
+    reason = TgtLibrary.available()
+    if reason:
+        pytest.skip(f"tgt cannot run here: {reason}")
+    with TgtLibrary(
+        tmp_path / "tgt",
+        drives=2,
+        slots=8,
+        mail_slots=1,
+        cartridges=6,
+        cartridge_mb=CAPACITY // (1024 * 1024),
+    ) as tgt:
+        spec = LibrarySpec(
+            "iscsi",
+            portal=tgt.portal,
+            target=tgt.target_iqn,
+            changer_lun=tgt.changer_lun,
+            drive_luns=tuple(tgt.drive_luns),
+            name=f"tgt-{tmp_path.name}",
+        )
+        with Library(spec) as lib:
+            yield Backend("tgt", lib, tgt.write_protect, CAPACITY, {"tgt": tgt})
+
+
+@pytest.fixture(params=["embedded", "tgt"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch) -> Iterator[Backend]:
+    """The same library contract on both backends."""
+    monkeypatch.setenv("TAPEFLOW_HOME", str(tmp_path / "home"))
+    factory = _embedded if request.param == "embedded" else _tgt
+    yield from factory(tmp_path)
