@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tapeflow.library import Inventory, Library, LibraryError, LibrarySpec, default_home
 from tapeflow.scsi.sense import ScsiError
+from tapeflow.vtl.errors import VtlError
 
 
 def default_library() -> str:
@@ -212,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (LibraryError, ScsiError, ValueError) as exc:
+    except (LibraryError, ScsiError, VtlError, ValueError) as exc:
         print(f"tapeflow: error: {exc}", file=sys.stderr)
         return 2
 

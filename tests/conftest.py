@@ -20,8 +20,13 @@ class Backend:
 
     name: str
     library: Library
-    write_protect: Callable[[str], None]
+    write_protect: Callable[[str, int], None]  # (barcode, drive) about to be used together
     capacity: int
+    # what the device implements (tgt 1.0.85 lacks these; see tapeflow/testing/tgt.py)
+    reports_position: bool = True
+    reservations: bool = True
+    refuses_past_capacity: bool = True
+    standard_backspace: bool = True  # SPACE -n filemarks ends on the BOP side of the mark
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -40,7 +45,7 @@ def _embedded(tmp_path: Path) -> Iterator[Backend]:
     )
     with Library(LibrarySpec.parse(f"embedded:{tmp_path / 'vtl'}")) as lib:
         yield Backend(
-            "embedded", lib, lambda barcode: vtl.set_write_protect(barcode, True), CAPACITY
+            "embedded", lib, lambda barcode, _drive: vtl.set_write_protect(barcode, True), CAPACITY
         )
 
 
@@ -67,7 +72,17 @@ def _tgt(tmp_path: Path) -> Iterator[Backend]:
             name=f"tgt-{tmp_path.name}",
         )
         with Library(spec) as lib:
-            yield Backend("tgt", lib, tgt.write_protect, CAPACITY, {"tgt": tgt})
+            yield Backend(
+                "tgt",
+                lib,
+                lambda _barcode, drive: tgt.set_write_protect(tgt.drive_luns[drive]),
+                CAPACITY,
+                reports_position=False,
+                reservations=False,
+                refuses_past_capacity=False,
+                standard_backspace=False,
+                extra={"tgt": tgt},
+            )
 
 
 @pytest.fixture(params=["embedded", "tgt"])

@@ -84,7 +84,6 @@ class Library:
         self._changer: MediumChanger | None = None
         self._lock = threading.RLock()
         self.state_dir = self.spec.state_dir()
-        self.state_dir.mkdir(parents=True, exist_ok=True)
 
     # --- plumbing ----------------------------------------------------------------------------
     @property
@@ -98,6 +97,8 @@ class Library:
     @contextmanager
     def _moving(self) -> Iterator[None]:
         """Serialize media moves across threads and processes on this host."""
+        self.changer  # noqa: B018 - fail on a missing library before creating state files
+        self.state_dir.mkdir(parents=True, exist_ok=True)
         with self._lock, open(self.state_dir / "changer.lock", "a+b") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:

@@ -42,7 +42,8 @@ class MediumChanger:
         while True:
             data = self.dev.execute(smc.ReadElementStatus(etype, alloc=alloc))
             declared = 8 + int.from_bytes(data[5:8], "big") if len(data) >= 8 else 0
-            if declared <= len(data) or alloc >= 0xFFFFFF:
+            # ask again only when OUR allocation cut the reply (tgt's replies are simply short)
+            if len(data) < alloc or declared <= alloc or alloc >= 0xFFFFFF:
                 return [e for e in parse_element_status(data) if e.type == etype]
             alloc = min(0xFFFFFF, declared)
 

@@ -99,8 +99,11 @@ def parse_element_status(data: bytes) -> list[Element]:
         page = ElementPageHeader.parse(buf[pos : pos + PAGE_HEADER_LEN])
         pos += PAGE_HEADER_LEN
         page_end = min(end, pos + page.byte_count)
-        needed = BASE_LEN + (VOLTAG_LEN if page.flags.pvoltag else 0)
-        step = _descriptor_step(page.descriptor_length, page.byte_count, needed)
+        # tgt's reply is 8 bytes short, cutting the last descriptor's volume tag after the
+        # identifier: a descriptor counts once its barcode (first 32 tag bytes) is complete.
+        needed = BASE_LEN + (32 if page.flags.pvoltag else 0)
+        full_size = BASE_LEN + (VOLTAG_LEN if page.flags.pvoltag else 0)
+        step = _descriptor_step(page.descriptor_length, page.byte_count, full_size)
         if step < BASE_LEN:
             break  # a zero or too-short descriptor length would loop forever or misparse
         try:

@@ -7,6 +7,9 @@ import time
 from tapeflow.scsi import ssc
 from tapeflow.scsi.device import ScsiDevice
 from tapeflow.scsi.sense import (
+    EndOfData,
+    FilemarkDetected,
+    IllegalRequest,
     IncorrectLength,
     NoMedium,
     NotReady,
@@ -29,6 +32,7 @@ class TapeDrive:
 
     def __init__(self, transport: Transport | ScsiDevice, name: str = "") -> None:
         self.dev = transport if isinstance(transport, ScsiDevice) else ScsiDevice(transport, name)
+        self._unsupported: set[type] = set()
 
     # --- identity and state ----------------------------------------------------------------
     def inquiry(self) -> InquiryData:
@@ -94,8 +98,31 @@ class TapeDrive:
         return ssc.parse_position(self.dev.execute(ssc.ReadPosition(long_form=True)))
 
     def locate(self, block: int) -> None:
-        """Go straight to logical object `block` (blocks and filemarks count)."""
-        self.dev.execute(ssc.Locate16(block))
+        """Go straight to logical object `block` (blocks and filemarks count).
+
+        Drives without LOCATE(16) get LOCATE(10); drives with neither (tgt 1.0.85) get
+        REWIND + SPACE, which reads nothing but is O(position) on a real tape.
+        """
+        for cmd in (ssc.Locate16, ssc.Locate10):
+            if cmd in self._unsupported or (cmd is ssc.Locate10 and block >= 1 << 32):
+                continue
+            try:
+                self.dev.execute(cmd(block))
+                return
+            except IllegalRequest as exc:
+                if (exc.asc, exc.ascq) != (0x20, 0x00):
+                    raise
+                self._unsupported.add(cmd)
+        self.rewind()
+        remaining = block
+        while remaining > 0:
+            try:
+                self.space(remaining)
+                remaining = 0
+            except FilemarkDetected as exc:  # the filemark is an object too
+                remaining = (exc.information or 0) - 1
+            except EndOfData:  # the target is end-of-data itself (or past it, as LOCATE ends)
+                remaining = 0
 
     def space(self, count: int, code: SpaceCode = SpaceCode.BLOCKS) -> None:
         """Skip `count` blocks or filemarks (negative: backwards) or go to end-of-data."""

@@ -172,13 +172,19 @@ def test_locate_and_position(backend: Backend) -> None:
         for b in data:
             drive.write(b)
         drive.write_filemarks(1)
-        assert drive.position().block == 11
+        if backend.reports_position:
+            assert drive.position().block == 11
         drive.locate(7)
-        assert drive.position().block == 7
+        if backend.reports_position:
+            assert drive.position().block == 7
         assert drive.read(BLOCK) == data[7]
         drive.locate(0)
-        assert drive.position().bop
+        if backend.reports_position:
+            assert drive.position().bop
         assert drive.read(BLOCK) == data[0]
+        drive.locate(11)  # past the filemark: end of data
+        with pytest.raises(sense.EndOfData):
+            drive.read(BLOCK)
     finally:
         drive.close()
         backend.library.unload(0)
@@ -193,11 +199,13 @@ def test_space_over_filemarks_and_to_end_of_data(backend: Backend) -> None:
         drive.rewind()
         drive.space_filemarks(2)
         assert drive.read(BLOCK) == b"file 2"
-        drive.space_filemarks(-2)  # lands before the 2nd filemark
+        drive.space_filemarks(-2)  # back over the marks at objects 3 and 1: BOP side of 1
         drive.space_filemarks(1)
-        assert drive.read(BLOCK) == b"file 2"
+        # tgt 1.0.85 stops on the EOT side of the last mark crossed backwards (off by one)
+        assert drive.read(BLOCK) == (b"file 1" if backend.standard_backspace else b"file 2")
         drive.end_of_data()
-        assert drive.position().block == 6
+        if backend.reports_position:
+            assert drive.position().block == 6
         drive.write(b"appended")
         drive.write_filemarks(1)
         drive.locate(6)
@@ -253,7 +261,7 @@ def test_mode_and_block_limits(backend: Backend) -> None:
 def test_write_protected_cartridge(backend: Backend) -> None:
     lib = backend.library
     barcode = lib.inventory().slots[2].barcode
-    backend.write_protect(barcode)
+    backend.write_protect(barcode, 0)
     drive = loaded(backend, slot=3)
     try:
         assert drive.mode().write_protected
@@ -270,22 +278,28 @@ def test_write_protected_cartridge(backend: Backend) -> None:
 
 
 def test_write_past_capacity(backend: Backend) -> None:
+    """Early warning comes while writes still succeed; a hard end refuses the block."""
     drive = loaded(backend)
     written = 0
     warned_at = None
+    overflow = False
     try:
-        with pytest.raises(sense.VolumeOverflow):
-            for i in range(backend.capacity // BLOCK * 2):
-                try:
-                    drive.write(blocks(1, i)[0])
-                    written += 1
-                except sense.VolumeOverflow:
-                    raise
-                except sense.EndOfMedium:
-                    written += 1  # early warning: the block WAS written
-                    warned_at = warned_at if warned_at is not None else i
+        for i in range(backend.capacity // BLOCK + 8):
+            try:
+                drive.write(blocks(1, i)[0])
+                written += 1
+            except sense.VolumeOverflow as exc:
+                assert exc.sense.eom
+                overflow = True
+                break
+            except sense.EndOfMedium as exc:
+                assert exc.sense.eom
+                written += 1  # early warning: the block WAS written
+                warned_at = warned_at if warned_at is not None else i
         assert warned_at is not None, "no early warning before the end of the medium"
-        assert written * BLOCK <= backend.capacity
+        if backend.refuses_past_capacity:
+            assert overflow, "writing past the capacity was not refused"
+            assert written * BLOCK <= backend.capacity
         drive.write_filemarks(1)  # a session can still be closed after the warning
         drive.rewind()
         count = 0
@@ -302,6 +316,8 @@ def test_write_past_capacity(backend: Backend) -> None:
 
 
 def test_reservation_conflict_between_two_initiators(backend: Backend) -> None:
+    if not backend.reservations:
+        pytest.skip(f"{backend.name} does not implement RESERVE/RELEASE (05/20/00)")
     lib = backend.library
     lib.load(0, slot=1)
     first, second = lib.open_drive(0), lib.open_drive(0)
