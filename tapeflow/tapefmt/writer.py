@@ -1,0 +1,483 @@
+"""Session writer: a tree of files -> one pax stream in fixed records on tape, plus one
+catalog row per member (FILE_SCHEMA) with the tape position of its header.
+"""
+
+from __future__ import annotations
+
+import grp
+import hashlib
+import os
+import pwd
+import stat
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import pyarrow as pa
+
+from tapeflow.catalog.schema import FILE_SCHEMA
+from tapeflow.tapefmt import sparse as sparse_mod
+from tapeflow.tapefmt.pax import (
+    BLKTYPE,
+    BLOCK,
+    CHRTYPE,
+    DIRTYPE,
+    FIFOTYPE,
+    LNKTYPE,
+    REGTYPE,
+    SYMTYPE,
+    USTAR_MAX_ID,
+    USTAR_MAX_SIZE,
+    USTAR_MAX_TIME,
+    build_header,
+    format_pax_time,
+    pax_member,
+    pax_record,
+)
+from tapeflow.tapefmt.records import (
+    DEFAULT_RECORD,
+    Drive,
+    RecordWriter,
+    Segment,
+    locate_offset,
+)
+from tapeflow.tapefmt.session import SessionInfo
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NOATIME", 0)
+_NS = 1_000_000_000
+
+
+@dataclass
+class SessionResult:
+    """What a finished session wrote: parts per cartridge, counts, rows, warnings."""
+
+    info: SessionInfo
+    segments: list[Segment]
+    members: int
+    stream_bytes: int
+    records: int
+    batches: list[pa.RecordBatch] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def table(self) -> pa.Table:
+        """All rows as one Arrow table (FILE_SCHEMA)."""
+        return pa.Table.from_batches(self.batches, schema=FILE_SCHEMA)
+
+
+def _encode_name(name: str) -> tuple[bytes, bool]:
+    """(bytes, needs_binary_charset) for a member name."""
+    try:
+        return name.encode("utf-8"), False
+    except UnicodeEncodeError:
+        return os.fsencode(name), True
+
+
+class SessionWriter:
+    """Writes one session (one tape file) as a pax stream; use as a context manager.
+
+    The drive is positioned at end-of-data first (append=True), so the session follows the
+    label and earlier sessions. `next_cartridge()` returns a drive holding the next labeled
+    cartridge when this one fills up (the caller loads/unloads; we stop using the old drive).
+    """
+
+    def __init__(
+        self,
+        drive: Drive,
+        info: SessionInfo,
+        *,
+        barcode: str | None = None,
+        next_cartridge: Callable[[], Drive] | None = None,
+        append: bool = True,
+        on_batch: Callable[[pa.RecordBatch], None] | None = None,
+        batch_rows: int = 16384,
+        pax_size_from: int = USTAR_MAX_SIZE + 1,
+        sparse: bool = True,
+        pipeline: bool = True,
+    ) -> None:
+        self.info = info
+        self.record_size = info.record_size or DEFAULT_RECORD
+        self._rw = RecordWriter(
+            drive,
+            record_size=self.record_size,
+            barcode=barcode,
+            next_cartridge=next_cartridge,
+            continuation=info.continuation_record,
+            append=append,
+            pipeline=pipeline,
+        )
+        self._on_batch = on_batch
+        self._batch_rows = batch_rows
+        self._pax_size_from = pax_size_from
+        self._sparse = sparse
+        self._rows: list[tuple] = []
+        self._batches: list[pa.RecordBatch] = []
+        self._links: dict[tuple[int, int], str] = {}
+        self._unames: dict[int, bytes] = {}
+        self._gnames: dict[int, bytes] = {}
+        self.warnings: list[str] = []
+        self.members = 0
+        self._closed = False
+        self._rw.write(info.global_header())
+
+    # --- public ------------------------------------------------------------------------------
+    def add_tree(self, root: str | os.PathLike[str], prefix: str = "") -> None:
+        """Add everything under `root` (not following symlinks); names are relative to root.
+
+        With a `prefix`, the root itself is stored under that name and the rest below it.
+        """
+        root_s = os.fspath(root)
+        if prefix:
+            self.add_path(root_s, prefix)
+            if not os.path.isdir(root_s) or os.path.islink(root_s):
+                return
+        self._walk(root_s, prefix.rstrip("/"))
+
+    def _walk(self, directory: str, name: str) -> None:
+        """Depth-first, sorted: a directory's contents right after it (what tar expects)."""
+        stack: list[Iterator[os.DirEntry[str]]] = []
+        names: list[str] = []
+        try:
+            with os.scandir(directory) as it:
+                stack.append(iter(sorted(it, key=lambda e: e.name)))
+                names.append(name)
+        except OSError as exc:
+            self.warnings.append(f"{directory}: cannot list: {exc.strerror}")
+            return
+        while stack:
+            entry = next(stack[-1], None)
+            if entry is None:
+                stack.pop()
+                names.pop()
+                continue
+            member = f"{names[-1]}/{entry.name}" if names[-1] else entry.name
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError as exc:
+                self.warnings.append(f"{entry.path}: cannot stat: {exc.strerror}")
+                continue
+            self._add(entry.path, member, st)
+            if stat.S_ISDIR(st.st_mode):
+                try:
+                    with os.scandir(entry.path) as it:
+                        stack.append(iter(sorted(it, key=lambda e: e.name)))
+                        names.append(member)
+                except OSError as exc:
+                    self.warnings.append(f"{entry.path}: cannot list: {exc.strerror}")
+
+    def add_path(self, path: str | os.PathLike[str], name: str) -> None:
+        """Add one filesystem object (no recursion) as member `name`."""
+        path_s = os.fspath(path)
+        self._add(path_s, name, os.lstat(path_s))
+
+    def add_paths(self, items: Iterable[tuple[str, str]]) -> None:
+        """Add (path, member name) pairs, e.g. an incremental's changed files."""
+        for path, name in items:
+            try:
+                st = os.lstat(path)
+            except OSError as exc:
+                self.warnings.append(f"{path}: cannot stat: {exc.strerror}")
+                continue
+            self._add(path, name, st)
+
+    def close(self) -> SessionResult:
+        """End the archive (two zero blocks), pad the last record, write the filemark."""
+        if not self._closed:
+            self._rw.write_zeros(2 * BLOCK)
+            self._rw.finish()
+            self._closed = True
+            self._emit(final=True)
+        return SessionResult(
+            info=self.info,
+            segments=list(self._rw.segments),
+            members=self.members,
+            stream_bytes=self._rw.tell(),
+            records=self._rw.records,
+            batches=self._batches,
+            warnings=self.warnings + self._rw.warnings,
+        )
+
+    def abort(self) -> None:
+        """Stop without an end-of-archive: what is on tape stays, readable up to here."""
+        if not self._closed:
+            self._closed = True
+            self._rw.abort()
+
+    def __enter__(self) -> SessionWriter:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
+
+    # --- members -----------------------------------------------------------------------------
+    def _add(self, path: str, name: str, st: os.stat_result) -> None:
+        """Dispatch on file type."""
+        mode = st.st_mode
+        fmt = stat.S_IFMT(mode)
+        if fmt == stat.S_IFREG:
+            if st.st_nlink > 1:
+                key = (st.st_dev, st.st_ino)
+                first = self._links.get(key)
+                if first is not None:
+                    self._header(name, st, LNKTYPE, 0, first, "hardlink")
+                    return
+                self._links[key] = name
+            self._add_file(path, name, st)
+        elif fmt == stat.S_IFDIR:
+            self._header(name + "/", st, DIRTYPE, 0, "", "dir", row_name=name)
+        elif fmt == stat.S_IFLNK:
+            try:
+                target = os.readlink(path)
+            except OSError as exc:
+                self.warnings.append(f"{path}: cannot read link: {exc.strerror}")
+                return
+            self._header(name, st, SYMTYPE, 0, target, "symlink")
+        elif fmt in (stat.S_IFIFO, stat.S_IFCHR, stat.S_IFBLK):
+            flag = {stat.S_IFIFO: FIFOTYPE, stat.S_IFCHR: CHRTYPE, stat.S_IFBLK: BLKTYPE}[fmt]
+            self._header(name, st, flag, 0, "", "other")
+        else:
+            self.warnings.append(f"{path}: sockets and unknown types are not stored")
+
+    def _add_file(self, path: str, name: str, st: os.stat_result) -> None:
+        """A regular file: header, then content read straight into the record buffer."""
+        try:
+            fd = os.open(path, _OPEN_FLAGS)
+        except PermissionError:
+            try:
+                fd = os.open(path, _OPEN_FLAGS & ~getattr(os, "O_NOATIME", 0))
+            except OSError as exc:
+                self.warnings.append(f"{path}: cannot open: {exc.strerror}")
+                return
+        except OSError as exc:
+            self.warnings.append(f"{path}: cannot open: {exc.strerror}")
+            return
+        try:
+            size = st.st_size
+            hasher = hashlib.sha256()
+            chunks = None
+            if self._sparse and size and st.st_blocks * 512 < size:
+                chunks = sparse_mod.data_map(fd, size)
+            if chunks is not None:
+                start = self._sparse_file(fd, name, st, chunks, hasher)
+            else:
+                start = self._header(name, st, REGTYPE, size, "", None)
+                got = self._rw.write_from_fd(fd, size, hasher)
+                if got < size:
+                    self.warnings.append(f"{path}: shrank while read; zero-filled {size - got}")
+                self._rw.pad()
+        finally:
+            os.close(fd)
+        self._row(name, "file", size, st, "", hasher, start)
+
+    def _sparse_file(
+        self,
+        fd: int,
+        name: str,
+        st: os.stat_result,
+        chunks: list[tuple[int, int]],
+        hasher: hashlib._Hash,
+    ) -> int:
+        """GNU pax sparse 1.0: map in the data area, then only the data chunks."""
+        smap = sparse_mod.encode_map(chunks)
+        stored = len(smap) + sum(n for _, n in chunks)
+        extra = [
+            ("GNU.sparse.major", b"1"),
+            ("GNU.sparse.minor", b"0"),
+            ("GNU.sparse.name", _encode_name(name)[0]),
+            ("GNU.sparse.realsize", b"%d" % st.st_size),
+        ]
+        dirname, _, base = name.rpartition("/")
+        fake = f"{dirname}/GNUSparseFile.0/{base}" if dirname else f"GNUSparseFile.0/{base}"
+        start = self._header(fake, st, REGTYPE, stored, "", None, extra=extra)
+        self._rw.write(smap)
+        sparse_mod.copy_chunks(self._rw, fd, chunks, hasher, st.st_size)
+        self._rw.pad()
+        return start
+
+    def _name(self, uid: int, table: dict[int, bytes], lookup: Callable[[int], str]) -> bytes:
+        """Cached user/group name (b'' when unknown)."""
+        got = table.get(uid)
+        if got is None:
+            try:
+                got = lookup(uid).encode("utf-8", "surrogateescape")[:32]
+            except KeyError:
+                got = b""
+            table[uid] = got
+        return got
+
+    def _header(
+        self,
+        name: str,
+        st: os.stat_result,
+        typeflag: bytes,
+        size: int,
+        link: str,
+        row_type: str | None,
+        *,
+        row_name: str | None = None,
+        extra: list[tuple[str, bytes]] | None = None,
+    ) -> int:
+        """Write the (pax +) ustar header; returns the stream offset where it starts."""
+        start = self._rw.tell()
+        recs: list[bytes] = []
+        binary = False
+        if extra:
+            recs.extend(pax_record(k, v) for k, v in extra)
+        nb, bad = _encode_name(name)
+        if len(nb) > 100 or not name.isascii():
+            recs.append(pax_record("path", nb))
+            binary |= bad
+        lb = b""
+        if link:
+            lb, bad = _encode_name(link)
+            if len(lb) > 100 or not link.isascii():
+                recs.append(pax_record("linkpath", lb))
+                binary |= bad
+        mtime_ns = st.st_mtime_ns
+        mtime = mtime_ns // _NS
+        if mtime_ns % _NS or not 0 <= mtime <= USTAR_MAX_TIME:
+            recs.append(pax_record("mtime", format_pax_time(mtime_ns)))
+            if not 0 <= mtime <= USTAR_MAX_TIME:
+                mtime = 0
+        if size >= self._pax_size_from:
+            recs.append(pax_record("size", b"%d" % size))
+            size_field = 0 if size > USTAR_MAX_SIZE else size
+        else:
+            size_field = size
+        uid, gid = st.st_uid, st.st_gid
+        if uid > USTAR_MAX_ID:
+            recs.append(pax_record("uid", b"%d" % uid))
+            uid = 0
+        if gid > USTAR_MAX_ID:
+            recs.append(pax_record("gid", b"%d" % gid))
+            gid = 0
+        uname = self._name(st.st_uid, self._unames, lambda i: pwd.getpwuid(i).pw_name)
+        gname = self._name(st.st_gid, self._gnames, lambda i: grp.getgrgid(i).gr_name)
+        if binary:
+            recs.insert(0, pax_record("hdrcharset", b"BINARY"))
+        dev_major = dev_minor = 0
+        if typeflag in (CHRTYPE, BLKTYPE):
+            dev_major, dev_minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        head = build_header(
+            nb[:100],
+            stat.S_IMODE(st.st_mode),
+            uid,
+            gid,
+            size_field,
+            mtime,
+            typeflag,
+            lb[:100],
+            uname,
+            gname,
+            dev_major,
+            dev_minor,
+        )
+        if recs:
+            self._rw.write(pax_member(b"".join(recs)) + head)
+        else:
+            self._rw.write(head)
+        if row_type is not None:
+            self._row(row_name or name, row_type, 0, st, link, None, start)
+        return start
+
+    # --- rows --------------------------------------------------------------------------------
+    def _row(
+        self,
+        name: str,
+        kind: str,
+        size: int,
+        st: os.stat_result,
+        link: str,
+        hasher: hashlib._Hash | None,
+        start: int,
+    ) -> None:
+        """Remember one catalog row; emitted once its bytes are on tape."""
+        self.members += 1
+        self._rows.append(
+            (
+                name,
+                kind,
+                size,
+                st.st_mtime_ns,
+                st.st_ctime_ns,
+                st.st_ino,
+                stat.S_IMODE(st.st_mode),
+                st.st_uid,
+                st.st_gid,
+                link or None,
+                hasher,
+                start,
+                self._rw.tell(),
+            )
+        )
+        if len(self._rows) >= self._batch_rows:
+            self._emit(final=False)
+
+    def _emit(self, final: bool) -> None:
+        """Turn rows whose bytes are committed into a RecordBatch."""
+        if final:
+            ready = len(self._rows)
+        else:
+            committed = self._rw.committed
+            ready = 0
+            for ready, row in enumerate(self._rows):  # noqa: B007 - index is the result
+                if row[12] > committed:
+                    break
+            else:
+                ready = len(self._rows)
+        if not ready:
+            return
+        rows, self._rows = self._rows[:ready], self._rows[ready:]
+        batch = self._batch(rows)
+        self._batches.append(batch)
+        if self._on_batch is not None:
+            self._on_batch(batch)
+
+    def _batch(self, rows: list[tuple]) -> pa.RecordBatch:
+        """Columns of FILE_SCHEMA from row tuples, positions resolved against the segments."""
+        cols = list(zip(*rows, strict=True))
+        segs = self._rw.segments
+        rs = self.record_size
+        barcodes: list[str | None] = []
+        files: list[int | None] = []
+        blocks: list[int] = []
+        offsets: list[int] = []
+        for start in cols[11]:
+            seg, block, off = locate_offset(segs, start, rs)
+            barcodes.append(seg.barcode)
+            files.append(seg.tape_file)
+            blocks.append(block)
+            offsets.append(off)
+        checksums = [f"sha256:{h.hexdigest()}" if h is not None else None for h in cols[10]]
+        n = len(rows)
+        paths = list(cols[0])
+        try:
+            path_arr = pa.array(paths, pa.string())
+        except (UnicodeEncodeError, pa.ArrowInvalid):
+            path_arr = pa.array(
+                [p.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for p in paths],
+                pa.string(),
+            )
+        arrays = [
+            pa.array([self.info.session_id] * n, pa.string()),
+            path_arr,
+            pa.array(cols[1], pa.string()),
+            pa.array(cols[2], pa.int64()),
+            pa.array([t // 1000 for t in cols[3]], pa.timestamp("us", tz="UTC")),
+            pa.array([t // 1000 for t in cols[4]], pa.timestamp("us", tz="UTC")),
+            pa.array(cols[5], pa.uint64()),
+            pa.array(cols[6], pa.int32()),
+            pa.array(cols[7], pa.int32()),
+            pa.array(cols[8], pa.int32()),
+            pa.array(cols[9], pa.string()),
+            pa.array(checksums, pa.string()),
+            pa.array(barcodes, pa.string()),
+            pa.array(files, pa.int32()),
+            pa.array(blocks, pa.int64()),
+            pa.array(offsets, pa.int32()),
+        ]
+        return pa.RecordBatch.from_arrays(arrays, schema=FILE_SCHEMA)

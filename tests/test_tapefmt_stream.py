@@ -1,0 +1,113 @@
+"""Stream logic on an in-memory tape: bad input, and random trees written then read back."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tapeflow.tapefmt import (
+    CorruptRecord,
+    SessionInfo,
+    SessionReader,
+    SessionWriter,
+    TruncatedSession,
+    goto_session,
+)
+from tapeflow.tapefmt.memtape import MemoryTape
+
+RECORD = 256 * 1024
+SMALL = 4096  # small records make boundaries frequent in the property test
+
+
+def write_session(src: Path, record: int = RECORD) -> tuple[MemoryTape, list[dict]]:
+    """Write `src` as session 0 of a fresh in-memory tape."""
+    tape = MemoryTape()
+    with SessionWriter(tape, SessionInfo("t", record_size=record)) as w:
+        w.add_tree(src)
+    return tape, w.close().table().to_pylist()
+
+
+def test_truncated_session_names_the_member(tmp_path: Path) -> None:
+    """The tape ends inside a member: TruncatedSession says which."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_bytes(b"a" * 100)
+    (src / "big").write_bytes(os.urandom(3 * RECORD))
+    tape, _ = write_session(src)
+    cut = MemoryTape()
+    for block in tape.objects[:2]:
+        assert block is not None
+        cut.write(block)
+    cut.write_filemarks(1)
+    goto_session(cut, 0)
+    with pytest.raises(TruncatedSession) as err:
+        list(SessionReader(cut).members())
+    assert err.value.member == "big"
+
+
+def test_corrupted_header_names_the_block(tmp_path: Path) -> None:
+    """A flipped byte in a header: CorruptRecord with the tape block and offset."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_bytes(os.urandom(RECORD))
+    (src / "b").write_bytes(b"b")
+    tape, rows = write_session(src)
+    row = next(r for r in rows if r["path"] == "b")
+    block = bytearray(tape.objects[row["block"]])  # type: ignore[arg-type]
+    block[row["offset"] + 5] ^= 0xFF
+    tape.objects[row["block"]] = bytes(block)
+    goto_session(tape, 0)
+    with pytest.raises(CorruptRecord) as err:
+        list(SessionReader(tape).members())
+    assert err.value.block == row["block"] and err.value.offset == row["offset"]
+    assert f"block {row['block']}" in str(err.value)
+
+
+SIZES = [0, 1, 511, 512, 513, SMALL - 512, SMALL - 1, SMALL, SMALL + 1, RECORD - 1, RECORD]
+names = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="/\0"),
+    min_size=1,
+    max_size=40,
+).filter(lambda n: n not in (".", "..") and len(n.encode()) <= 200)
+trees = st.dictionaries(
+    st.lists(names, min_size=1, max_size=4).map(lambda parts: "/".join(parts)),
+    st.sampled_from(SIZES),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tree=trees, record=st.sampled_from([SMALL, RECORD]))
+def test_random_trees_round_trip(tree: dict[str, int], record: int) -> None:
+    """Unicode and long names, sizes around block and record boundaries: read back equal."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "src"
+        src.mkdir()
+        files: dict[str, bytes] = {}
+        for name, size in sorted(tree.items()):
+            path = src / name
+            if any(p.is_file() for p in [*path.parents]) or path.exists():
+                continue  # a name that is a prefix of another: keep the tree consistent
+            path.parent.mkdir(parents=True, exist_ok=True)
+            data = os.urandom(size)
+            path.write_bytes(data)
+            files[name] = data
+        tape, rows = write_session(src, record)
+        assert {r["path"] for r in rows if r["type"] == "file"} == set(files)
+        goto_session(tape, 0)
+        out = Path(tmp) / "out"
+        report = SessionReader(tape).extract(out)
+        assert report.skipped == []
+        for name, data in files.items():
+            assert (out / name).read_bytes() == data
+            assert (out / name).stat().st_mtime_ns == (src / name).stat().st_mtime_ns
+        for r in rows:  # every recorded position starts a header
+            if r["type"] == "file":
+                block = tape.objects[r["block"]]
+                assert block is not None and len(block) == record
