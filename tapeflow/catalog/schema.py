@@ -29,3 +29,9 @@ FILE_SCHEMA = pa.schema(
 )
 
 FILE_TYPES = ("file", "dir", "symlink", "hardlink", "other")
+
+# Catalog-only row type (never a tape member): an incremental/differential session records a
+# path that vanished since its base as a row of this type (size 0, mtime = snapshot time, no
+# tape position), so a point-in-time tree can hide it. See tapeflow/catalog/__init__.py.
+DELETED = "deleted"
+ROW_TYPES = (*FILE_TYPES, DELETED)

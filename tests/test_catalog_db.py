@@ -1,0 +1,211 @@
+"""Catalog DuckDB file: creation, migration, records, transactions, and the locked/corrupt/
+missing cases (typed errors, the user's file never touched)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tapeflow.catalog import (
+    Catalog,
+    CatalogCorrupt,
+    CatalogError,
+    CatalogLocked,
+    CatalogVersionError,
+    NotFound,
+    SessionNotFound,
+)
+from tapeflow.catalog.migrations import SCHEMA_VERSION
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_create_reopen_and_version(tmp_path: Path) -> None:
+    """A new catalog is created at the current schema version and reopens (also read-only)."""
+    path = tmp_path / "cat" / "catalog.duckdb"
+    with Catalog(path) as cat:
+        assert cat.schema_version == SCHEMA_VERSION
+        cat.set_pool("weekly", 35, append=False)
+        job = cat.create_job("backup", level="full", pool="weekly", parameters={"a": 1})
+    with Catalog(path) as cat:
+        assert cat.job(job)["parameters"] == {"a": 1}
+        assert cat.execute("SELECT name, retention_days, append FROM pools") == [
+            ("weekly", 35, False)
+        ]
+    with Catalog(path, read_only=True) as cat:
+        assert cat.job(job)["state"] == "running"
+    assert (tmp_path / "cat" / "files" / "_schema.parquet").exists()
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    """A catalog written by newer software is refused, not downgraded."""
+    path = tmp_path / "catalog.duckdb"
+    Catalog(path).close()
+    con = duckdb.connect(str(path))
+    con.execute("UPDATE catalog_meta SET value = '999' WHERE key = 'schema_version'")
+    con.close()
+    with pytest.raises(CatalogVersionError, match="999"):
+        Catalog(path)
+
+
+def test_jobs_sessions_media_drives_events(tmp_path: Path) -> None:
+    """Relational records round-trip: jobs, sessions, spanning media, drives, events."""
+    with Catalog(tmp_path / "c.duckdb") as cat:
+        cat.set_pool("daily", 14)
+        cat.add_media("A00001L8", "daily", capacity=10**12, location="slot 3")
+        cat.add_media("A00002L8", "daily")
+        job = cat.create_job("backup", level="full", started=T0)
+        sid = cat.start_session(job, "host:/data", started=T0, session_id="s1")
+        assert cat.record_tape_file(sid, "A00001L8", 1, bytes=100, when=T0) == 0
+        assert cat.record_tape_file(sid, "A00002L8", 1, bytes=50, when=T0) == 1  # spans
+        cat.finish_session(sid, "complete", files=10, bytes=150)
+        cat.finish_job(job, "complete")
+        session = cat.session(sid)
+        assert (session["first_barcode"], session["first_tape_file"]) == ("A00001L8", 1)
+        assert (session["state"], session["files"], session["bytes"]) == ("complete", 10, 150)
+        medium = cat.medium("A00001L8")
+        assert (medium["sessions"], medium["bytes_used"], medium["state"]) == (1, 100, "labelled")
+        assert medium["last_write"] == T0
+        cat.update_media("A00001L8", location="vault")
+        assert cat.medium("A00001L8")["location"] == "vault"
+        with pytest.raises(CatalogError):
+            cat.update_media("A00001L8", sessions=7)
+        cat.set_drive("lib0", 0, serial="S0")
+        cat.set_drive("lib0", 1, online=False)
+        cat.set_drive("lib0", 0, online=False)
+        drives = cat.drives("lib0")
+        assert [(d["number"], d["online"], d["serial"]) for d in drives] == [
+            (0, False, "S0"),
+            (1, False, None),
+        ]
+        cat.log("hello", job_id=job)
+        cat.log("bad", level="error", session_id=sid)
+        assert [e["message"] for e in cat.events(job_id=job)] == ["hello"]
+        assert [e["level"] for e in cat.events()] == ["info", "error"]
+        running = cat.start_session(job, "host:/other")
+        assert cat.mark_running_partial(job) == 1
+        assert cat.session(running)["state"] == "partial"
+        assert [s["id"] for s in cat.sessions(source="host:/data")] == ["s1"]
+
+
+def test_unknown_ids_raise_typed_errors(tmp_path: Path) -> None:
+    """Unknown ids and bad arguments raise typed errors, before anything is written."""
+    with Catalog(tmp_path / "c.duckdb") as cat:
+        with pytest.raises(SessionNotFound, match="nope"):
+            cat.session("nope")
+        with pytest.raises(NotFound):
+            cat.job("nope")
+        with pytest.raises(NotFound):
+            cat.medium("NOPE01")
+        job = cat.create_job("backup")
+        with pytest.raises(SessionNotFound):
+            cat.start_session(job, "src", level="incremental", base_session="missing")
+        with pytest.raises(CatalogError, match="invalid session id"):
+            cat.start_session(job, "src", session_id="../escape")
+        with pytest.raises(CatalogError, match="level"):
+            cat.start_session(job, "src", level="weekly")
+        with pytest.raises(SessionNotFound):
+            cat.finish_session("missing", "complete")
+
+
+def test_transaction_rolls_back(tmp_path: Path) -> None:
+    """A failed transaction (nested blocks included) leaves no trace."""
+    with Catalog(tmp_path / "c.duckdb") as cat:
+        with pytest.raises(RuntimeError), cat.transaction():
+            cat.create_job("backup", job_id="j1")
+            with cat.transaction():  # nested joins the outer one
+                cat.create_job("backup", job_id="j2")
+            raise RuntimeError("boom")
+        assert cat.execute("SELECT count(*) FROM jobs") == [(0,)]
+        with cat.transaction():
+            cat.create_job("backup", job_id="j3")
+        assert cat.execute("SELECT id FROM jobs") == [("j3",)]
+
+
+HOLDER = textwrap.dedent(
+    """
+    import sys
+    from tapeflow.catalog import Catalog
+    with Catalog(sys.argv[1]):
+        print("ready", flush=True)
+        sys.stdin.read()
+    """
+)
+
+
+def test_locked_by_another_process(tmp_path: Path) -> None:
+    """A second process holding the DuckDB file makes opening raise CatalogLocked."""
+    path = tmp_path / "catalog.duckdb"
+    Catalog(path).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        with pytest.raises(CatalogLocked, match="locked"):
+            Catalog(path)
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    with Catalog(path) as cat:  # released with the other process
+        assert cat.schema_version == SCHEMA_VERSION
+
+
+@pytest.mark.parametrize("content", [b"", b"not a database at all\n" * 500])
+def test_not_a_database_is_left_untouched(tmp_path: Path, content: bytes) -> None:
+    """A file that is not DuckDB raises CatalogCorrupt and keeps its bytes."""
+    path = tmp_path / "catalog.duckdb"
+    path.write_bytes(content)
+    with pytest.raises(CatalogCorrupt, match="left untouched"):
+        Catalog(path)
+    assert path.read_bytes() == content
+
+
+def test_damaged_database_is_reported(tmp_path: Path) -> None:
+    """Damaged blocks surface as CatalogCorrupt; the file is not rewritten."""
+    path = tmp_path / "catalog.duckdb"
+    with Catalog(path) as cat:
+        job = cat.create_job("backup")
+        for k in range(200):
+            cat.log(f"event {k} " + "x" * 2000, job_id=job)
+        cat.execute("CHECKPOINT")
+    data = bytearray(path.read_bytes())
+    data[12288:] = b"\xa5" * (len(data) - 12288)  # every block after the file headers
+    path.write_bytes(bytes(data))
+    damaged = bytes(data)
+    with pytest.raises(CatalogCorrupt):
+        with Catalog(path) as cat:
+            cat.events(limit=5000)
+    assert path.read_bytes() == damaged
+
+
+def test_truncated_database_is_reported(tmp_path: Path) -> None:
+    """A truncated catalog surfaces as CatalogCorrupt; the file is not rewritten."""
+    path = tmp_path / "catalog.duckdb"
+    with Catalog(path) as cat:
+        for k in range(100):
+            cat.log(f"event {k} " + "y" * 3000)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CatalogCorrupt):
+        with Catalog(path) as cat:
+            cat.events(limit=5000)
+    assert len(path.read_bytes()) == len(data) // 2
+
+
+def test_directory_path_is_refused(tmp_path: Path) -> None:
+    """Pointing the catalog at a directory is a clear error."""
+    with pytest.raises(CatalogError, match="directory"):
+        Catalog(tmp_path)
