@@ -5,7 +5,11 @@ drive that only counts records vs `tar -cf - -b 512 <tree> | cat >/dev/null` (ta
 an archive that IS /dev/null and skips reading, hence the pipe); a file on disk for both; and,
 for the writer only, a drive of the embedded library.
 
-Usage: python -m bench.writer_bench [--small 50000] [--large-mb 400]
+Runs of tar and of the writer alternate (the load of a shared machine changes within seconds),
+and before each run the previous output is removed and dirty pages are flushed (untimed), so no
+run pays for another's truncation or writeback. Every timing is printed below the table.
+
+Usage: python -m bench.writer_bench [--small 50000] [--large-mb 400] [--runs 3] [--no-settle]
 """
 
 from __future__ import annotations
@@ -77,14 +81,33 @@ def make_large(root: Path, mb: int) -> int:
     return total
 
 
-def best(fn: Callable[[], None], runs: int) -> float:
-    """Fastest of `runs` timings (the tree is in the page cache after the first)."""
-    times = []
+SETTLE = True  # --no-settle: measure as before (each run pays for its predecessor's output)
+
+
+def settle(out: Path | None = None) -> None:
+    """Untimed, before every run: remove the last output and flush dirty pages, so that no run
+    pays for the previous run's truncation or writeback."""
+    if not SETTLE:
+        return
+    if out is not None:
+        out.unlink(missing_ok=True)
+    os.sync()
+
+
+def best_pair(
+    theirs: Callable[[], None], mine: Callable[[], None], runs: int, out: Path | None = None
+) -> tuple[float, float, list[float], list[float]]:
+    """Fastest of `runs` timings each, tar and ours alternating (the load of a shared machine
+    changes within seconds); also every timing, for the spread."""
+    t_theirs: list[float] = []
+    t_mine: list[float] = []
     for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for fn, times in ((theirs, t_theirs), (mine, t_mine)):
+            settle(out)
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    return min(t_theirs), min(t_mine), t_theirs, t_mine
 
 
 def tar_pipe(tree: Path) -> None:
@@ -147,7 +170,10 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=50_000)
     parser.add_argument("--large-mb", type=int, default=400)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-settle", action="store_true", help="no unlink/sync between runs")
     args = parser.parse_args()
+    global SETTLE
+    SETTLE = not args.no_settle
     with tempfile.TemporaryDirectory(prefix="tapeflow-wbench-", dir="/var/tmp") as tmp:
         work = Path(tmp)
         os.environ.setdefault("TAPEFLOW_HOME", str(work / "home"))
@@ -159,15 +185,32 @@ def main() -> None:
             ),
         }
         rows = []
+        spread = []
         for label, (tree, total) in trees.items():
             out = work / "out.tar"
-            t_tar = best(lambda tree=tree: tar_pipe(tree), args.runs)
-            t_ours = best(lambda tree=tree: ours(tree, NullDrive()), args.runs)
-            t_tar_f = best(lambda tree=tree, out=out: tar_file(tree, out), args.runs)
-            t_ours_f = best(lambda tree=tree, out=out: ours_file(tree, out), args.runs)
+            tar_pipe(tree)  # warm the page cache for both sides
+            t_tar, t_ours, all_tar, all_ours = best_pair(
+                lambda tree=tree: tar_pipe(tree),
+                lambda tree=tree: ours(tree, NullDrive()),
+                args.runs,
+            )
+            t_tar_f, t_ours_f, all_tar_f, all_ours_f = best_pair(
+                lambda tree=tree, out=out: tar_file(tree, out),
+                lambda tree=tree, out=out: ours_file(tree, out),
+                args.runs,
+                out,
+            )
             out.unlink()
+            settle()
             t_vtl = ours_vtl(tree, work / f"vtl-{len(rows)}")
             rows.append((label, total, t_tar, t_ours, t_tar_f, t_ours_f, t_vtl))
+            for sink, times in (
+                ("tar|pipe", all_tar),
+                ("ours|null", all_ours),
+                ("tar>file", all_tar_f),
+                ("ours>file", all_ours_f),
+            ):
+                spread.append(f"{label:<26}{sink:<10}" + " ".join(f"{t:.3f}" for t in times))
     print(
         "\nsession writer vs GNU tar 1.34 (-b 512 = 256 KiB records), best of "
         f"{args.runs}; MB/s of file content"
@@ -182,6 +225,8 @@ def main() -> None:
             f"{mb / t_vtl:>11.0f}"
         )
     print("targets: ratio >= 0.5 for small files, >= 0.9 for large files")
+    print("\nevery timing (s), in run order:")
+    print("\n".join(spread))
 
 
 if __name__ == "__main__":
