@@ -86,6 +86,7 @@ class RecordWriter:
         self.drive = drive
         self.record_size = record_size
         self.next_cartridge = next_cartridge
+        self._between_parts = False  # set while no cartridge holds an open part
         self.continuation = continuation
         self.warnings: list[str] = []
         self.committed = 0  # stream bytes safely on tape
@@ -197,7 +198,8 @@ class RecordWriter:
         finally:
             self._drain(raise_error=False)
             self._closed = True
-        self._end_part(self.drive)
+        if not self._between_parts:  # a failed span already ended the part on the old drive
+            self._end_part(self.drive)
 
     # --- internals ---------------------------------------------------------------------------
     def _flush(self) -> None:
@@ -275,6 +277,7 @@ class RecordWriter:
         if self.next_cartridge is None or self.continuation is None:
             raise OutOfTape(f"cartridge full ({why}) and no next cartridge to continue on")
         self._end_part(self.drive)
+        self._between_parts = True
         drive = self.next_cartridge()
         label = read_label(drive)
         drive.set_block_size(0)
@@ -289,6 +292,7 @@ class RecordWriter:
         except EndOfMedium:
             self.warnings.append(f"{label.barcode} is in early warning already")
         self.drive = drive
+        self._between_parts = False
         self.segments.append(
             Segment(self.committed, label.barcode, pos.file, pos.block + 1, self.sequence)
         )
