@@ -7,8 +7,9 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
+from tapeflow.catalog import CatalogError
+from tapeflow.jobs_cli import add_commands as add_catalog_commands
 from tapeflow.library import Inventory, Library, LibraryError, LibrarySpec, default_home
 from tapeflow.scsi.sense import ScsiError
 from tapeflow.vtl.errors import VtlError
@@ -146,13 +147,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    """Create an embedded library and run a real write/read round trip on it."""
-    from tapeflow.demo import run_demo
-
-    return run_demo(Path(args.dir) if args.dir else None, out=sys.stdout)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The whole command tree."""
     common = argparse.ArgumentParser(add_help=False)
@@ -166,10 +160,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="tapeflow", description=__doc__)
     top = parser.add_subparsers(dest="group", required=True)
-
-    demo = top.add_parser("demo", help="library demo on a fresh embedded library")
-    demo.add_argument("--dir", help="where to create the demo library (default: a temp dir)")
-    demo.set_defaults(func=cmd_demo)
 
     lib = top.add_parser("library", help="inventory, load, unload, drives, mail slots")
     sub = lib.add_subparsers(dest="command", required=True)
@@ -205,15 +195,26 @@ def build_parser() -> argparse.ArgumentParser:
     exp = sub.add_parser("export", parents=[common], help="storage slot -> mail slot")
     exp.add_argument("barcode")
     exp.set_defaults(func=cmd_export)
+    add_catalog_commands(top, common)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; library and device errors print one clear line and exit 2."""
-    args = build_parser().parse_args(argv)
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    LibraryError,
+    ScsiError,
+    VtlError,
+    CatalogError,
+    ValueError,
+    OSError,
+)
+
+
+def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    """Entry point; library, device and catalog errors print one clear line and exit 2."""
+    args = (parser or build_parser()).parse_args(argv)
     try:
         return args.func(args)
-    except (LibraryError, ScsiError, VtlError, ValueError) as exc:
+    except USER_ERRORS as exc:
         print(f"tapeflow: error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,1 @@
+"""Prefect tasks: each does one thing and calls the core."""

@@ -91,3 +91,12 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch) -> Iter
     monkeypatch.setenv("TAPEFLOW_HOME", str(tmp_path / "home"))
     factory = _embedded if request.param == "embedded" else _tgt
     yield from factory(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    """One real Prefect server (temporary SQLite database) for every flow test."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

@@ -17,7 +17,6 @@ from tapeflow.backup.master import deleted_rows_for, prepare_job, record_results
 from tapeflow.backup.model import Pool, Source
 from tapeflow.backup.slave import run_slave
 from tapeflow.catalog import Catalog, session_files, session_media
-from tapeflow.demo import make_sample_tree
 from tapeflow.library import Library
 from tapeflow.maintenance import (
     MediaScan,
@@ -28,6 +27,7 @@ from tapeflow.maintenance import (
     scan_media,
     scan_session,
 )
+from tapeflow.sample import make_sample_tree
 from tapeflow.tapefmt import BlankTape, SessionInfo, SessionWriter, write_label
 from tapeflow.vtl import VirtualLibrary
 

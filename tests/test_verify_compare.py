@@ -12,7 +12,6 @@ import pyarrow.compute as pc
 import pytest
 
 from tapeflow.catalog import Catalog, RowsUnavailable, SessionNotFound, session_files
-from tapeflow.demo import make_sample_tree
 from tapeflow.maintenance import (
     CartridgeNotInLibrary,
     NoTapeRecorded,
@@ -20,6 +19,7 @@ from tapeflow.maintenance import (
     compare_session,
     verify_session,
 )
+from tapeflow.sample import make_sample_tree
 from tests.test_scan_merge import make_library, run_job
 
 UNIQUE = b"".join(b"unique-%06d|" % i for i in range(4000))  # 52 KB no other file contains

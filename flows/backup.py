@@ -1,0 +1,176 @@
+"""The master backup job: pre operations, one slave per source on the drive tag, post operations."""
+
+from __future__ import annotations
+
+import queue
+import time
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import (
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.futures import PrefectFuture
+from prefect.runtime import flow_run
+from prefect.states import State
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows import resolve
+from tapeflow.backup.master import JobOutcome, prepare_job, record_results
+from tapeflow.backup.model import Level, SlaveResult, SlaveSpec
+from tapeflow.backup.operations import run_operation
+from tapeflow.backup.slave import SlaveFailed
+from tapeflow.catalog import Catalog
+from tasks.backup import backup_slave
+from tasks.drives import sync_drive_limit
+
+MAX_STREAMS = 64
+
+
+class JobFailed(RuntimeError):
+    """Some slaves failed; a re-run of this flow run redoes only those."""
+
+
+def slave_name(job_id: str, subjob: int) -> str:
+    """The task-run name people see in the UI."""
+    return f"MULTI STREAM [JOB {job_id}] SUBJOB {subjob}"
+
+
+def run_slaves(specs: list[SlaveSpec], streams: int, tag: str, job_id: str) -> list[SlaveResult]:
+    """Keep at most `streams` slaves submitted; each completion submits the next at once.
+
+    Submitting no more than there are drives means a slave never queues on the tag limit,
+    whose retry interval (Prefect's Retry-After) would leave a freed drive idle for seconds.
+    """
+    log = get_run_logger()
+    done: queue.Queue[PrefectFuture[Any]] = queue.Queue()
+    waiting = list(specs)
+    running: dict[PrefectFuture[Any], SlaveSpec] = {}
+    results: list[SlaveResult] = []
+    progress = create_progress_artifact(0.0, description=f"job {job_id}: slaves finished")
+    while waiting or running:
+        while waiting and len(running) < streams:
+            spec = waiting.pop(0)
+            slave = backup_slave.with_options(
+                tags=[tag], task_run_name=slave_name(job_id, spec.subjob)
+            )
+            future = slave.submit(spec.to_dict())
+            future.add_done_callback(done.put)
+            running[future] = spec
+        future = done.get()
+        spec = running.pop(future)
+        try:  # the result, not future.state: the state may not be final when this wakes
+            results.append(SlaveResult.from_dict(future.result()))
+        except Exception as exc:  # a failed slave: recorded as failed, not swallowed
+            partial = (
+                exc.result
+                if isinstance(exc, SlaveFailed)
+                else SlaveResult(spec.session_id, spec.subjob, spec.source.name, "failed")
+            )
+            partial.state = "failed"
+            partial.error = partial.error or f"{type(exc).__name__}: {exc}"
+            log.error("subjob %s (%s) failed: %s", spec.subjob, spec.source.name, partial.error)
+            results.append(partial)
+        if progress is not None:
+            update_progress_artifact(progress, 100.0 * len(results) / len(specs))
+    return results
+
+
+def summary_rows(results: list[SlaveResult]) -> list[dict[str, Any]]:
+    """One row per slave for the job summary artifact."""
+    return [
+        {
+            "subjob": r.subjob,
+            "source": r.source,
+            "drive": r.drive,
+            "cartridges": " ".join(t.barcode for t in r.tapes),
+            "files": r.files,
+            "MB": round(r.bytes / 1e6, 1),
+            "MB/s": round(r.mb_per_s, 1),
+            "state": r.state,
+        }
+        for r in sorted(results, key=lambda r: r.subjob)
+    ]
+
+
+def mark_partial(flow: Any, flow_run_obj: Any, state: State) -> None:
+    """On cancel or crash: the job's running sessions become partial in the catalog."""
+    catalog = resolve.catalog(flow_run_obj.parameters.get("catalog"))
+    if catalog.exists():
+        with Catalog(catalog) as cat:
+            cat.mark_running_partial(str(flow_run_obj.id))
+            cat.finish_job(str(flow_run_obj.id), "cancelled" if state.is_cancelled() else "failed")
+
+
+@flow(
+    name="tapeflow-backup",
+    task_runner=ThreadPoolTaskRunner(max_workers=MAX_STREAMS),
+    on_cancellation=[mark_partial],
+    on_crashed=[mark_partial],
+)
+def backup(
+    sources: list[str | dict[str, Any]],
+    pool: str | dict[str, Any] | None = None,
+    level: Level = "full",
+    library: str | None = None,
+    catalog: str | None = None,
+    verify: bool = False,
+    compression: bool = False,
+    multistream: bool = True,
+    pre: list[str] | None = None,
+    post: list[str] | None = None,
+) -> dict[str, Any]:
+    """Back up `sources` (one slave each) to `pool` on `library`; returns the job outcome."""
+    log = get_run_logger()
+    job_id = str(flow_run.id or f"local-{time.time_ns()}")
+    spec, tag = resolve.library(library)
+    media_pool = resolve.pool(pool)
+    source_list = resolve.sources(sources)
+    catalog_path = resolve.catalog(catalog)
+    for op in pre or []:
+        log.info("pre: %s", op)
+        run_operation(op)
+    drives = sync_drive_limit(str(spec), tag)
+    if drives == 0:
+        raise JobFailed(f"library {spec} has no online drive")
+    streams = drives if multistream else 1
+    specs, skipped = prepare_job(
+        catalog_path,
+        job_id,
+        sources=source_list,
+        pool=media_pool,
+        level=level,
+        library=str(spec),
+        parameters={
+            "sources": [s.__dict__ for s in source_list],
+            "level": level,
+            "verify": verify,
+            "compression": compression,
+        },
+    )
+    log.info(
+        "job %s: %d slave(s) on %d stream(s) (tag %s = %d drives); %s already done",
+        job_id,
+        len(specs),
+        streams,
+        tag,
+        drives,
+        skipped or "none",
+    )
+    results = run_slaves(specs, streams, tag, job_id)
+    outcome: JobOutcome = record_results(catalog_path, job_id, media_pool, results, skipped)
+    rows = summary_rows(results)
+    create_table_artifact(
+        rows,
+        key="backup-summary",
+        description=f"job {job_id}: {outcome.state}, {outcome.files} files, "
+        f"{outcome.bytes / 1e6:.1f} MB",
+    )
+    for op in post or []:
+        log.info("post: %s", op)
+        run_operation(op, outcome.to_dict())
+    if outcome.state != "complete":
+        raise JobFailed(f"job {job_id} {outcome.state}: " + "; ".join(outcome.errors))
+    return {**outcome.to_dict(), "slaves": rows}

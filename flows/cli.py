@@ -1,0 +1,114 @@
+"""The `tapeflow` command: the core's library/catalog commands plus backup, restore and demo,
+which run as Prefect flows (a local server is started for the run when none is configured)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from tapeflow import cli as core_cli
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    """Run the master backup flow."""
+    from flows.backup import backup
+
+    sources = []
+    for item in args.source:
+        name, sep, path = item.partition("=")
+        sources.append({"name": name, "path": path} if sep else item)
+    outcome = backup(
+        sources=sources,
+        pool=args.pool,
+        level=args.level,
+        library=args.library,
+        catalog=args.catalog,
+        multistream=not args.single_stream,
+        pre=args.pre,
+        post=args.post,
+    )
+    print(
+        json.dumps(outcome, indent=2)
+        if args.json
+        else f"job {outcome['job_id']}: {outcome['state']}, {outcome['files']} files, "
+        f"{outcome['bytes'] / 1e6:.1f} MB"
+    )
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Run the restore flow."""
+    from flows.restore import restore
+
+    at = datetime.fromisoformat(args.at) if args.at else None
+    out = restore(
+        source=args.source,
+        selection=args.select or None,
+        at=at,
+        target=args.target,
+        overwrite=args.overwrite,
+        library=args.library,
+        catalog=args.catalog,
+    )
+    print(
+        json.dumps(out, indent=2)
+        if args.json
+        else f"restored {out['restored']} members into {out['target']} ({out['skipped']} skipped)"
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Backup and restore demo on a fresh embedded library."""
+    from flows.demo import run_demo
+
+    return run_demo(Path(args.dir) if args.dir else None, out=sys.stdout)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The core's parser with the flow commands added."""
+    parser = core_cli.build_parser()
+    top = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--library",
+        default=None,
+        help="TapeLibrary block name or library address (default: embedded)",
+    )
+    common.add_argument("--catalog", default=None, help="Catalog block name or .duckdb path")
+    common.add_argument("--json", action="store_true")
+
+    demo = top.add_parser("demo", help="backup + restore demo on a fresh embedded library")
+    demo.add_argument("--dir", help="where to put the demo (default: a temp dir)")
+    demo.set_defaults(func=cmd_demo)
+
+    b = top.add_parser("backup", parents=[common], help="run a master backup job")
+    b.add_argument("source", nargs="+", help="NAME=PATH, or a BackupSource block name")
+    b.add_argument("--pool", default=None)
+    b.add_argument("--level", choices=["full", "incremental", "differential"], default="full")
+    b.add_argument("--single-stream", action="store_true", help="one slave at a time")
+    b.add_argument("--pre", action="append", default=[], help="shell command or py:mod:func")
+    b.add_argument("--post", action="append", default=[], help="shell command or py:mod:func")
+    b.set_defaults(func=cmd_backup)
+
+    r = top.add_parser("restore", parents=[common], help="restore files of a source")
+    r.add_argument("source")
+    r.add_argument("select", nargs="*", help="paths, directories or globs (default: all)")
+    r.add_argument("--at", help="point in time, ISO 8601 (default: latest)")
+    r.add_argument("--target", help="directory (default: the source's original directory)")
+    r.add_argument("--overwrite", choices=["always", "never", "older"], default="always")
+    r.set_defaults(func=cmd_restore)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `tapeflow` console script."""
+    return core_cli.main(argv, build_parser())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Backup jobs, Prefect-free: master planning/bookkeeping, the slave, sources, operations."""

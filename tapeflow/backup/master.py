@@ -1,0 +1,197 @@
+"""The master job's bookkeeping, Prefect-free: plan the slaves, record what they did.
+
+The catalog (DuckDB) is opened only here, briefly, by the master; slaves never touch it. A job
+id is stable across re-runs of the same master (the flow run id), so a re-run finds which
+sources already have a complete session and plans only the others.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from tapeflow.backup.model import Level, Pool, SlaveResult, SlaveSpec, Source
+from tapeflow.backup.sources import SourceUnavailable, live_listing
+from tapeflow.catalog import Catalog, NotFound, plan_backup
+
+
+@dataclass
+class JobOutcome:
+    """What post operations receive: counts, bytes, failures."""
+
+    job_id: str
+    state: str  # complete | partial | failed
+    sessions: int
+    complete: int
+    failed: int
+    files: int
+    bytes: int
+    skipped: list[str] = field(default_factory=list)  # sources done by an earlier run
+    errors: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return self.__dict__.copy()
+
+
+def catalog_files_dir(catalog_path: Path) -> Path:
+    """Where the per-session Parquet rows live (next to the DuckDB file)."""
+    return catalog_path.parent / "files"
+
+
+def _work_dir(catalog_path: Path, job_id: str) -> Path:
+    return catalog_path.parent / "work" / job_id
+
+
+def prepare_job(
+    catalog_path: Path,
+    job_id: str,
+    *,
+    sources: list[Source],
+    pool: Pool,
+    level: Level,
+    library: str,
+    parameters: dict[str, Any] | None = None,
+) -> tuple[list[SlaveSpec], list[str]]:
+    """Record the job, plan one session per source still to do; returns (specs, skipped).
+
+    Incremental and differential slaves get the list of paths to write (an Arrow file) and
+    the 'deleted' rows of vanished paths; a source without a base falls back to full.
+    """
+    catalog_path.parent.mkdir(parents=True, exist_ok=True)
+    work = _work_dir(catalog_path, job_id)
+    work.mkdir(parents=True, exist_ok=True)
+    specs: list[SlaveSpec] = []
+    skipped: list[str] = []
+    with Catalog(catalog_path) as cat:
+        cat.set_pool(pool.name, pool.retention_days, append=pool.append)
+        try:
+            cat.job(job_id)
+            cat.mark_running_partial(job_id)  # a re-run: what was running died with it
+        except NotFound:
+            cat.create_job(
+                "backup", level=level, pool=pool.name, parameters=parameters, job_id=job_id
+            )
+        done = {s["source"] for s in cat.sessions(job_id=job_id) if s["state"] == "complete"}
+        unusable = tuple(
+            r["barcode"] for r in cat.records("SELECT barcode FROM media WHERE state = 'full'", [])
+        )
+        for subjob, source in enumerate(sources, start=1):
+            if source.name in done:
+                skipped.append(source.name)
+                continue
+            try:
+                plan = plan_backup(cat, source.name, live_listing(source), level)
+            except SourceUnavailable as exc:
+                # planned as a full: its slave meets the same error and fails alone, so the
+                # other sources are still backed up and a re-run redoes just this one
+                cat.log(f"cannot list source {source.name}: {exc}", level="error",
+                        job_id=job_id)
+                plan = None
+            session_id = cat.start_session(
+                job_id, source.name, level=plan.level if plan else "full",
+                base_session=plan.base_session if plan else None,
+            )
+            paths_file = None
+            if plan is not None and plan.level != "full":
+                paths_file = str(work / f"{session_id}.paths.arrow")
+                _write_arrow(paths_file, plan.to_back_up().select(["path"]))
+                _write_arrow(
+                    str(work / f"{session_id}.deleted.arrow"),
+                    plan.deleted_rows(session_id, datetime.now(UTC)),
+                )
+            specs.append(
+                SlaveSpec(
+                    job_id=job_id,
+                    session_id=session_id,
+                    subjob=subjob,
+                    source=source,
+                    level=plan.level if plan else "full",  # type: ignore[arg-type]
+                    pool=pool,
+                    library=library,
+                    files_dir=str(catalog_files_dir(catalog_path)),
+                    paths_file=paths_file,
+                    unusable=unusable,
+                )
+            )
+        cat.log(f"job planned: {len(specs)} slave(s), {len(skipped)} already done", job_id=job_id)
+    return specs, skipped
+
+
+def deleted_rows_for(spec: SlaveSpec) -> pa.Table | None:
+    """The 'deleted' rows the master planned for this slave's session, if any."""
+    if spec.paths_file is None:
+        return None
+    path = Path(spec.paths_file).with_name(f"{spec.session_id}.deleted.arrow")
+    if not path.exists():
+        return None
+    with ipc.open_file(path) as reader:
+        return reader.read_all()
+
+
+def _write_arrow(path: str, table: pa.Table) -> None:
+    with ipc.new_file(path, table.schema) as writer:
+        writer.write_table(table)
+
+
+def record_results(
+    catalog_path: Path, job_id: str, pool: Pool, results: list[SlaveResult], skipped: list[str]
+) -> JobOutcome:
+    """Register each slave's rows, tape files and media; finish sessions and the job."""
+    errors = [f"{r.source}: {r.error}" for r in results if r.state != "complete"]
+    with Catalog(catalog_path) as cat:
+        for r in results:
+            for barcode in r.labelled:
+                cat.add_media(barcode, pool.name, labelled=True)
+            with cat.transaction():
+                for use in r.tapes:
+                    if not use.barcode:
+                        continue
+                    try:
+                        cat.medium(use.barcode)
+                    except NotFound:
+                        cat.add_media(use.barcode, pool.name, labelled=True)
+                    cat.record_tape_file(r.session_id, use.barcode, use.tape_file, bytes=use.bytes)
+                    if use.full:
+                        cat.update_media(use.barcode, state="full")
+                if r.state == "complete":
+                    cat.register_session_rows(r.session_id)
+                    cat.finish_session(r.session_id, "complete", files=r.files, bytes=r.bytes)
+                else:
+                    cat.finish_session(
+                        r.session_id,
+                        "partial" if r.tapes else "failed",
+                        files=r.files,
+                        bytes=r.bytes,
+                    )
+                    cat.log(
+                        f"subjob {r.subjob} ({r.source}) failed: {r.error}",
+                        level="error",
+                        job_id=job_id,
+                        session_id=r.session_id,
+                    )
+        total = len(results) + len(skipped)
+        complete = sum(1 for r in results if r.state == "complete") + len(skipped)
+        state = "complete" if complete == total else ("partial" if complete else "failed")
+        cat.finish_job(job_id, state)
+        cat.log(f"job {state}: {complete}/{total} sessions complete", job_id=job_id)
+    work = _work_dir(catalog_path, job_id)
+    if state == "complete" and work.exists():
+        shutil.rmtree(work)  # plans of failed sessions stay for inspection until a re-run
+    return JobOutcome(
+        job_id=job_id,
+        state=state,
+        sessions=total,
+        complete=complete,
+        failed=total - complete,
+        files=sum(r.files for r in results),
+        bytes=sum(r.bytes for r in results),
+        skipped=skipped,
+        errors=errors,
+    )

@@ -1,0 +1,136 @@
+"""Plain data passed between the master job and its slaves (JSON-friendly, Prefect-free)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Level = Literal["full", "incremental", "differential"]
+SlaveState = Literal["complete", "failed", "partial", "skipped"]
+
+
+@dataclass(frozen=True)
+class Source:
+    """One source entity: a directory tree backed up by one slave."""
+
+    name: str
+    path: str
+    kind: str = "directory"
+    include: tuple[str, ...] = ()  # globs on the relative path; empty = everything
+    exclude: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name:
+            raise ValueError(f"source name {self.name!r} must be non-empty and contain no '/'")
+        if self.kind != "directory":
+            raise ValueError(f"source kind {self.kind!r} is not supported yet (directory only)")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Source:
+        """Build from a parameter dict (lists become tuples)."""
+        return cls(
+            name=data["name"],
+            path=str(data["path"]),
+            kind=data.get("kind", "directory"),
+            include=tuple(data.get("include") or ()),
+            exclude=tuple(data.get("exclude") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class Pool:
+    """Which cartridges a job may write: by barcode list, slot range, or any (scratch)."""
+
+    name: str = "default"
+    barcodes: tuple[str, ...] = ()
+    slots: tuple[int, int] | None = None  # first..last slot number, inclusive
+    retention_days: int = 30
+    append: bool = True  # False: one session per cartridge
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Pool:
+        """Build from a parameter dict."""
+        slots = data.get("slots")
+        return cls(
+            name=data.get("name", "default"),
+            barcodes=tuple(data.get("barcodes") or ()),
+            slots=(int(slots[0]), int(slots[1])) if slots else None,
+            retention_days=int(data.get("retention_days", 30)),
+            append=bool(data.get("append", True)),
+        )
+
+
+@dataclass
+class SlaveSpec:
+    """Everything one slave needs; built by the master, run anywhere."""
+
+    job_id: str
+    session_id: str
+    subjob: int
+    source: Source
+    level: Level
+    pool: Pool
+    library: str
+    files_dir: str  # where the session's Parquet rows go
+    paths_file: str | None = None  # incremental: Arrow file of relative paths to back up
+    unusable: tuple[str, ...] = ()  # cartridges the catalog knows are full or expired-not
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (for task parameters)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SlaveSpec:
+        """Inverse of to_dict."""
+        return cls(
+            **{
+                **data,
+                "source": Source.from_dict(data["source"]),
+                "pool": Pool.from_dict(data["pool"]),
+                "unusable": tuple(data.get("unusable") or ()),
+            }
+        )
+
+
+@dataclass
+class TapeUse:
+    """One cartridge's part of a session."""
+
+    barcode: str
+    tape_file: int
+    bytes: int
+    full: bool  # the cartridge reached early warning while this session wrote
+
+
+@dataclass
+class SlaveResult:
+    """What a slave did; the master records it in the catalog."""
+
+    session_id: str
+    subjob: int
+    source: str
+    state: SlaveState
+    drive: int | None = None
+    tapes: list[TapeUse] = field(default_factory=list)
+    files: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    started: float = 0.0  # time.time() when the drive was acquired
+    ended: float = 0.0
+    error: str | None = None
+    labelled: list[str] = field(default_factory=list)  # blank cartridges we labelled
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def mb_per_s(self) -> float:
+        """Throughput while the drive was held."""
+        return self.bytes / self.seconds / 1e6 if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SlaveResult:
+        """Inverse of to_dict."""
+        return cls(**{**data, "tapes": [TapeUse(**t) for t in data.get("tapes", [])]})

@@ -1,0 +1,207 @@
+"""Restore: pick members from the catalog as of a time, group them by cartridge, and extract
+each by LOCATE to its recorded block (reading only what it needs), never outside the target.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from tapeflow.catalog import Catalog, session_media, tree_at
+from tapeflow.library import Library
+from tapeflow.library.errors import LibraryError
+from tapeflow.library.leases import LeaseBoard
+from tapeflow.scsi.tape import TapeDrive
+from tapeflow.tapefmt import extract_member_at
+
+Overwrite = Literal["always", "never", "older"]
+
+
+class NothingToRestore(ValueError):
+    """The selection matches no file of the source at that time."""
+
+
+@dataclass
+class Item:
+    """One member to restore and where its header is."""
+
+    path: str
+    type: str
+    mtime_us: int
+    session_id: str
+    tape_file: int
+    block: int
+    offset: int
+    sequence: int  # which part of the session's span holds the header
+
+
+@dataclass
+class CartridgeWork:
+    """Everything to read from one cartridge, in tape order."""
+
+    barcode: str
+    items: list[Item]
+    session_parts: dict[str, list[str]]  # session id -> barcodes in span order
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (task parameter)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CartridgeWork:
+        """Inverse of to_dict."""
+        return cls(data["barcode"], [Item(**i) for i in data["items"]], data["session_parts"])
+
+
+@dataclass
+class RestoreResult:
+    """What one cartridge's worker did."""
+
+    barcode: str
+    drive: int | None = None
+    restored: int = 0
+    skipped: list[str] = field(default_factory=list)  # "path: reason"
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return asdict(self)
+
+
+def _selected(path: str, selection: list[str]) -> bool:
+    for sel in selection:
+        sel = sel.strip("/")
+        if not sel or path == sel or path.startswith(sel + "/"):
+            return True
+        if any(c in sel for c in "*?[") and fnmatch.fnmatchcase(path, sel):
+            return True
+    return False
+
+
+def plan_restore(
+    catalog_path: Path, source: str, selection: list[str], at: datetime | None = None
+) -> list[CartridgeWork]:
+    """Members of `source` as of `at` matching `selection` (paths, directories or globs)."""
+    with Catalog(catalog_path, read_only=True) as cat:
+        tree = tree_at(cat, source, at)
+        rows = [r for r in tree.to_pylist() if _selected(r["path"], selection)]
+        chosen = {r["path"] for r in rows}
+        by_path = {r["path"]: r for r in tree.to_pylist()}
+        for r in list(rows):  # a hard link needs the file it points to
+            target = r.get("link_target")
+            if r["type"] == "hardlink" and target and target not in chosen and target in by_path:
+                rows.append(by_path[target])
+                chosen.add(target)
+        if not rows:
+            what = ", ".join(s for s in selection if s) or "everything"
+            raise NothingToRestore(f"nothing of {source!r} matches {what} as of {at or 'now'}")
+        parts = {
+            sid: session_media(cat, sid).column("barcode").to_pylist()
+            for sid in {r["session_id"] for r in rows}
+        }
+    work: dict[str, list[Item]] = defaultdict(list)
+    for r in rows:
+        seq = (
+            parts[r["session_id"]].index(r["barcode"])
+            if r["barcode"] in parts[r["session_id"]]
+            else 0
+        )
+        work[r["barcode"]].append(
+            Item(
+                r["path"],
+                r["type"],
+                int(r["mtime"].timestamp() * 1e6),
+                r["session_id"],
+                r["tape_file"],
+                r["block"],
+                r["offset"],
+                seq,
+            )
+        )
+    return [
+        CartridgeWork(
+            barcode,
+            sorted(items, key=lambda i: (i.tape_file, i.block, i.offset)),
+            {sid: parts[sid] for sid in {i.session_id for i in items}},
+        )
+        for barcode, items in sorted(work.items())
+    ]
+
+
+def _keep_existing(target: Path, item: Item, overwrite: Overwrite) -> str | None:
+    """Why an existing file is kept, or None to restore over it."""
+    dest = target / item.path
+    if item.type == "dir" or not os.path.lexists(dest):
+        return None
+    if overwrite == "never":
+        return "exists (overwrite=never)"
+    if overwrite == "older" and os.lstat(dest).st_mtime_ns // 1000 >= item.mtime_us:
+        return "on-disk copy is not older (overwrite=older)"
+    return None
+
+
+def restore_cartridge(
+    library: str,
+    work: CartridgeWork,
+    target: Path,
+    overwrite: Overwrite = "always",
+    drive_timeout: float = 24 * 3600,
+) -> RestoreResult:
+    """Lease a drive, load `work.barcode`, extract its members by LOCATE, release everything."""
+    result = RestoreResult(work.barcode)
+    target.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    lib = Library(library)
+    board = LeaseBoard(lib.state_dir)
+    holder = f"restore {work.barcode}"
+    with lib, board.drive(lib.online_drives(), holder, drive_timeout) as drive_lease:
+        result.drive = int(drive_lease.key)
+        media = board.try_media(work.barcode, holder)
+        if media is None:
+            raise LibraryError(f"cartridge {work.barcode} is in use by another job")
+        with media:
+            lib.load(result.drive, barcode=work.barcode)
+            handle: TapeDrive = lib.open_drive(result.drive)
+            loaded = work.barcode
+            try:
+                for item in work.items:
+                    why = _keep_existing(target, item, overwrite)
+                    if why:
+                        result.skipped.append(f"{item.path}: {why}")
+                        continue
+                    parts = work.session_parts[item.session_id]
+
+                    def next_cartridge(seq: int, parts: list[str] = parts) -> TapeDrive:
+                        nonlocal handle, loaded
+                        handle.close()
+                        lib.unload(result.drive)
+                        loaded = parts[seq]
+                        lib.load(result.drive, barcode=loaded)
+                        handle = lib.open_drive(result.drive)
+                        return handle
+
+                    if loaded != work.barcode:  # a previous member continued elsewhere
+                        next_cartridge(parts.index(work.barcode) if work.barcode in parts else 0)
+                        loaded = work.barcode
+                    report = extract_member_at(
+                        handle,
+                        item.block,
+                        item.offset,
+                        target,
+                        next_cartridge=next_cartridge,
+                        session_id=item.session_id,
+                        sequence=item.sequence,
+                    )
+                    result.restored += len(report.extracted)
+                    result.skipped += [f"{s.name}: {s.reason}" for s in report.skipped]
+            finally:
+                handle.close()
+                lib.unload(result.drive)
+    result.seconds = time.monotonic() - start
+    return result
