@@ -173,4 +173,5 @@ def backup(
         run_operation(op, outcome.to_dict())
     if outcome.state != "complete":
         raise JobFailed(f"job {job_id} {outcome.state}: " + "; ".join(outcome.errors))
-    return {**outcome.to_dict(), "slaves": rows}
+    timeline = [(r.drive, r.started, r.ended) for r in results if r.drive is not None]
+    return {**outcome.to_dict(), "slaves": rows, "timeline": timeline}

@@ -1,0 +1,168 @@
+"""Master job benchmarks on the embedded library with per-drive speed limits.
+
+1. Drive utilization of a job with 16 slaves on 4 drives, ~1 s of tape work each:
+   busy / (drives x wall), and the median gap between a slave releasing a drive and the
+   next slave taking it (targets >= 0.9 and <= 100 ms).
+2. Scaling: the same 8-slave job on 1, 2 and 4 drives (target: 4 drives >= 3.5x faster).
+3. Restore of one 1 MB file at the end of a 2 GB session vs a 200 MB session (time must not
+   grow with the session).
+
+Runs against $PREFECT_API_URL when set (e.g. a PostgreSQL-backed `prefect server start`),
+otherwise against prefect_test_harness (a temporary SQLite server). Usage:
+python -m bench.master_bench [--skip-restore]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+MB = 1_000_000
+SPEED = 8 * MB  # bytes/s per drive
+SLAVE_BYTES = 8 * MB  # ~1 s of tape work per slave
+
+
+def make_sources(root: Path, count: int, size: int) -> list[dict[str, str]]:
+    """`count` sources of one incompressible file of `size` bytes each."""
+    out = []
+    for i in range(count):
+        d = root / f"s{i:02d}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "data.bin").write_bytes(os.urandom(size))
+        out.append({"name": f"s{i:02d}", "path": str(d)})
+    return out
+
+
+def run_job(work: Path, drives: int, sources: list[dict[str, str]]) -> tuple[float, list]:
+    """Wall time and (drive, start, end) of every slave of one full backup."""
+    from flows.backup import backup
+    from tapeflow.vtl import VirtualLibrary
+
+    lib = work / f"lib{drives}-{time.time_ns()}"
+    VirtualLibrary.create(
+        lib,
+        drives=drives,
+        slots=40,
+        mail_slots=0,
+        capacity=4 * 1024**3,
+        speed_limit=SPEED,
+        cleaning_cartridges=0,
+    )
+    start = time.perf_counter()
+    out = backup(
+        sources=sources,
+        library=f"embedded:{lib}",
+        catalog=str(work / f"cat-{lib.name}" / "catalog.duckdb"),
+    )
+    return time.perf_counter() - start, out["timeline"]
+
+
+def utilization(timeline: list, drives: int) -> tuple[float, float, float]:
+    """(busy / (drives x span), median gap ms, max gap ms) over the slaves' drive time."""
+    first = min(s for _, s, _ in timeline)
+    last = max(e for _, _, e in timeline)
+    busy = sum(e - s for _, s, e in timeline)
+    gaps = []
+    for d in {d for d, _, _ in timeline}:
+        spans = sorted((s, e) for dd, s, e in timeline if dd == d)
+        gaps += [b[0] - a[1] for a, b in zip(spans, spans[1:], strict=False)]
+    gaps = gaps or [0.0]
+    return busy / (drives * (last - first)), statistics.median(gaps) * 1000, max(gaps) * 1000
+
+
+@contextlib.contextmanager
+def server() -> Iterator[str]:
+    """The Prefect server to use and a label for it."""
+    if os.environ.get("PREFECT_API_URL"):
+        yield f"server at {os.environ['PREFECT_API_URL']}"
+        return
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield "prefect_test_harness (SQLite)"
+
+
+def restore_time(work: Path, session_mb: int) -> float:
+    """Seconds to restore a 1 MB file written last in a session of `session_mb` MB."""
+    from tapeflow.backup.master import prepare_job, record_results
+    from tapeflow.backup.model import Pool, Source
+    from tapeflow.backup.slave import run_slave
+    from tapeflow.restore import plan_restore, restore_cartridge
+    from tapeflow.vtl import VirtualLibrary
+
+    base = work / f"restore{session_mb}"
+    src = base / "src"
+    src.mkdir(parents=True)
+    chunk = os.urandom(64 * 1024 * 1024)
+    with open(src / "a-filler.bin", "wb") as fh:
+        for _ in range(session_mb // 64):
+            fh.write(chunk)
+    (src / "z-last.bin").write_bytes(os.urandom(1024 * 1024))
+    VirtualLibrary.create(
+        base / "lib",
+        drives=1,
+        slots=4,
+        mail_slots=0,
+        capacity=(session_mb + 512) * 1024 * 1024,
+        cleaning_cartridges=0,
+    )
+    library, catalog = f"embedded:{base / 'lib'}", base / "cat" / "catalog.duckdb"
+    specs, skipped = prepare_job(
+        catalog,
+        "bench",
+        sources=[Source("src", str(src))],
+        pool=Pool(),
+        level="full",
+        library=library,
+    )
+    record_results(catalog, "bench", Pool(), [run_slave(s) for s in specs], skipped)
+    (src / "a-filler.bin").unlink()
+    work_items = plan_restore(catalog, "src", ["z-last.bin"])
+    start = time.perf_counter()
+    result = restore_cartridge(library, work_items[0], base / "out")
+    took = time.perf_counter() - start
+    assert result.restored == 1 and (base / "out" / "z-last.bin").stat().st_size == 1024 * 1024
+    return took
+
+
+def main() -> None:
+    """Run the three measurements and print the tables."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--skip-restore", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="tapeflow-master-bench-") as tmp:
+        work = Path(tmp)
+        os.environ["TAPEFLOW_HOME"] = str(work / "home")
+        with server() as where:
+            sixteen = make_sources(work / "u", 16, SLAVE_BYTES)
+            wall, timeline = run_job(work, 4, sixteen)
+            util, gap, worst = utilization(timeline, 4)
+            print(f"\nmaster job, 16 slaves x ~1 s on 4 drives ({where})")
+            print(f"{'wall s':>8} {'utilization':>12} {'median gap ms':>14} {'max gap ms':>11}")
+            print(
+                f"{wall:>8.2f} {util:>12.2f} {gap:>14.0f} {worst:>11.0f}   "
+                "(targets: >= 0.90, <= 100 ms)"
+            )
+            eight = make_sources(work / "s", 8, SLAVE_BYTES)
+            walls = {d: run_job(work, d, eight)[0] for d in (1, 2, 4)}
+            print(f"\nscaling, 8 slaves x ~1 s ({where})")
+            print(f"{'drives':>6} {'wall s':>8} {'speed-up vs 1':>14}")
+            for d, w in walls.items():
+                print(f"{d:>6} {w:>8.2f} {walls[1] / w:>14.2f}")
+            print("   (target: 4 drives >= 3.50x)")
+        if not args.skip_restore:
+            small, big = restore_time(work, 200), restore_time(work, 2048)
+            print("\nrestore of one 1 MB file at the end of a session")
+            print(f"{'session':>10} {'seconds':>8}")
+            print(f"{'200 MB':>10} {small:>8.3f}\n{'2 GB':>10} {big:>8.3f}")
+            print(f"   ratio 2 GB / 200 MB: {big / small:.2f} (must not grow with the session)")
+
+
+if __name__ == "__main__":
+    main()
