@@ -328,6 +328,8 @@ class ModeSelect6(Command):
         Command.__init__(self, ssc.MODE_SELECT_6, data_out=data, pf=1, length=len(data))
 
 
+ModePageHeader = Struct("page_code" / Int8ub, "page_length" / Int8ub)
+
 ModeHeader6 = Struct(
     "data_length" / Int8ub,
     "medium_type" / Int8ub,

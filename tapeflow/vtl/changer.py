@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 
+from tapeflow.scsi import ssc
 from tapeflow.scsi.element_status import (
     Element,
     ElementAddressPage,
@@ -151,12 +152,12 @@ class ChangerHandle(LogicalUnit):
                 "drive_count": g.drives,
             }
         )
-        head = cdb.ModeHeader6.build(
+        head = ssc.ModeHeader6.build(
             {
-                "mode_data_length": 3 + len(body),
+                "data_length": 3 + len(body),
                 "medium_type": 0,
-                "device_specific": 0,
-                "block_descriptor_length": 0,
+                "device_specific": {"wp": False, "buffered_mode": 0, "speed": 0},
+                "descriptor_length": 0,
             }
         )
         return (head + body)[: c.b4]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tapeflow.scsi import ssc
 from tapeflow.scsi.sense import (
     BLANK_CHECK,
     DATA_PROTECT,
@@ -209,7 +210,7 @@ class DriveHandle(LogicalUnit):
         return b""
 
     def _read_block_limits(self, raw: bytes, out: memoryview | None, alloc: int) -> bytes:
-        return cdb.BlockLimits.build({"granularity": 0, "max_length": MAX_BLOCK, "min_length": 1})
+        return ssc.BlockLimits.build({"granularity": 0, "max_length": MAX_BLOCK, "min_length": 1})
 
     def _prevent_allow(self, raw: bytes, out: memoryview | None, alloc: int) -> bytes:
         self._prevent = bool(cdb.Cdb6.parse(raw).b4 & 0x03)
@@ -490,14 +491,12 @@ class DriveHandle(LogicalUnit):
         cartridge = self._medium()
         pos, count = self._where(cartridge)
         tail = cartridge.tail(pos, count)
-        flags = (0x80 if pos == 0 else 0) | (
-            0x40 if self._in_early_warning(cartridge, tail.offset) else 0
-        )
+        bop, eop = pos == 0, self._in_early_warning(cartridge, tail.offset)
         if action == 0:
             block = min(pos, 0xFFFFFFFF)
-            return cdb.ShortPosition.build(
+            return ssc.PositionShort.build(
                 {
-                    "flags": flags | (0x04 if pos > 0xFFFFFFFF else 0),
+                    "flags": {"bop": bop, "eop": eop, "bpu": pos > 0xFFFFFFFF},
                     "partition": 0,
                     "first_block": block,
                     "last_block": block,
@@ -505,13 +504,13 @@ class DriveHandle(LogicalUnit):
                     "bytes_in_buffer": 0,
                 }
             )
-        data = cdb.LongPosition.build(
+        data = ssc.PositionLong.build(
             {
-                "flags": flags,
+                "flags": {"bop": bop, "eop": eop, "mpu": False, "lonu": False},
                 "partition": 0,
-                "logical_object": pos,
-                "logical_file": tail.file_number,
-                "logical_set": 0,
+                "block": pos,
+                "file": tail.file_number,
+                "set": 0,
             }
         )
         return data[: c.alloc] if c.alloc else data
@@ -528,7 +527,7 @@ class DriveHandle(LogicalUnit):
         wp = cartridge is not None and cartridge.meta.write_protect
         body = b""
         if not dbd:
-            body += cdb.BlockDescriptor.build(
+            body += ssc.BlockDescriptor.build(
                 {
                     "density": 0 if changeable or cartridge is None else DENSITY_CODE,
                     "blocks": 0,
@@ -537,22 +536,26 @@ class DriveHandle(LogicalUnit):
             )
         bd_len = len(body)
         if page in (0x0F, 0x3F):
-            body += cdb.DataCompressionPage.build(
+            body += ssc.CompressionPage.build(
                 {
-                    "page_code": 0x0F,
+                    "page_code": ssc.MODE_PAGE_COMPRESSION,
                     "page_length": 0x0E,
-                    "dce": 0x80 if changeable else (0x80 if st.compression else 0) | 0x40,
-                    "dde": 0x80 if changeable else (0x80 if st.decompression else 0),
+                    "flags": {"dce": changeable or st.compression, "dcc": not changeable},
+                    "flags2": {"dde": changeable or st.decompression, "red": 0},
                     "compression_algorithm": 0 if changeable else COMPRESSION_ALGORITHM,
                     "decompression_algorithm": 0 if changeable else COMPRESSION_ALGORITHM,
                 }
             )
-        head = cdb.ModeHeader6.build(
+        head = ssc.ModeHeader6.build(
             {
-                "mode_data_length": 3 + len(body),
+                "data_length": 3 + len(body),
                 "medium_type": 0,
-                "device_specific": 0 if changeable else (0x80 if wp else 0) | 0x10,
-                "block_descriptor_length": bd_len,
+                "device_specific": {
+                    "wp": wp and not changeable,
+                    "buffered_mode": 0 if changeable else 1,
+                    "speed": 0,
+                },
+                "descriptor_length": bd_len,
             }
         )
         return (head + body)[: c.b4]
@@ -563,17 +566,15 @@ class DriveHandle(LogicalUnit):
         if length == 0:
             return b""
         data = bytes(out[:length]) if out is not None else b""
-        if len(data) < length or length < cdb.ModeHeader6.sizeof():
+        if len(data) < length or length < ssc.ModeHeader6.sizeof():
             raise CheckCondition(ILLEGAL_REQUEST, 0x1A, 0x00)
-        head = cdb.ModeHeader6.parse(data)
-        pos = cdb.ModeHeader6.sizeof()
+        head = ssc.ModeHeader6.parse(data)
+        pos = ssc.ModeHeader6.sizeof()
         block_size: int | None = None
-        if head.block_descriptor_length not in (0, 8) or pos + head.block_descriptor_length > len(
-            data
-        ):
+        if head.descriptor_length not in (0, 8) or pos + head.descriptor_length > len(data):
             raise CheckCondition(ILLEGAL_REQUEST, 0x26, 0x00)
-        if head.block_descriptor_length == 8:
-            block_size = cdb.BlockDescriptor.parse(data[pos : pos + 8]).block_length
+        if head.descriptor_length == 8:
+            block_size = ssc.BlockDescriptor.parse(data[pos : pos + 8]).block_length
             if block_size > MAX_BLOCK:
                 raise CheckCondition(ILLEGAL_REQUEST, 0x26, 0x00)
             pos += 8
@@ -581,12 +582,12 @@ class DriveHandle(LogicalUnit):
         while pos < len(data):
             if pos + 2 > len(data):
                 raise CheckCondition(ILLEGAL_REQUEST, 0x1A, 0x00)
-            page = cdb.ModePageHeader.parse(data[pos : pos + 2])
+            page = ssc.ModePageHeader.parse(data[pos : pos + 2])
             end = pos + 2 + page.page_length
             if (page.page_code & 0x3F) != 0x0F or page.page_length != 0x0E or end > len(data):
                 raise CheckCondition(ILLEGAL_REQUEST, 0x26, 0x00)
-            dc = cdb.DataCompressionPage.parse(data[pos:end])
-            compression = (bool(dc.dce & 0x80), bool(dc.dde & 0x80))
+            dc = ssc.CompressionPage.parse(data[pos:end])
+            compression = (dc.flags.dce, dc.flags2.dde)
             pos = end
         st = self._state
         if block_size is not None:
