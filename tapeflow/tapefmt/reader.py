@@ -398,7 +398,7 @@ def _assemble(member: Member, data: Iterator[memoryview]) -> bytes:
     return bytes(out)
 
 
-def read_member_at(
+def reader_at(
     drive: Drive,
     block: int,
     offset: int,
@@ -406,8 +406,8 @@ def read_member_at(
     next_cartridge: Callable[[int], Drive] | None = None,
     session_id: str | None = None,
     sequence: int = 0,
-) -> tuple[Member, bytes]:
-    """LOCATE to a member's recorded block and read it, without the session's start."""
+) -> SessionReader:
+    """LOCATE to a member's recorded block; a reader whose next member is that one."""
     drive.set_block_size(0)
     drive.locate(block)
     reader = SessionReader(
@@ -418,7 +418,27 @@ def read_member_at(
         stream_offset=None,
     )
     reader._sequence = sequence
-    return reader.read_member()
+    return reader
+
+
+def read_member_at(
+    drive: Drive,
+    block: int,
+    offset: int,
+    *,
+    next_cartridge: Callable[[int], Drive] | None = None,
+    session_id: str | None = None,
+    sequence: int = 0,
+) -> tuple[Member, bytes]:
+    """Read one member by LOCATE, without reading the session from its start."""
+    return reader_at(
+        drive,
+        block,
+        offset,
+        next_cartridge=next_cartridge,
+        session_id=session_id,
+        sequence=sequence,
+    ).read_member()
 
 
 def extract_member_at(
@@ -432,17 +452,14 @@ def extract_member_at(
     sequence: int = 0,
 ) -> ExtractReport:
     """LOCATE to a member and extract just it under `target`."""
-    drive.set_block_size(0)
-    drive.locate(block)
-    reader = SessionReader(
+    return reader_at(
         drive,
+        block,
+        offset,
         next_cartridge=next_cartridge,
         session_id=session_id,
-        skip=offset,
-        stream_offset=None,
-    )
-    reader._sequence = sequence
-    return reader.extract(target, limit=1)
+        sequence=sequence,
+    ).extract(target, limit=1)
 
 
 def safe_parts(name: str) -> list[str]:
