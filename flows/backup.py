@@ -13,7 +13,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.futures import PrefectFuture
-from prefect.runtime import flow_run
+from prefect.runtime import flow_run as current_run
 from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -95,13 +95,14 @@ def summary_rows(results: list[SlaveResult]) -> list[dict[str, Any]]:
     ]
 
 
-def mark_partial(flow: Any, flow_run_obj: Any, state: State) -> None:
+def mark_partial(flow: Any, flow_run: Any, state: State) -> None:
     """On cancel or crash: the job's running sessions become partial in the catalog."""
-    catalog = resolve.catalog(flow_run_obj.parameters.get("catalog"))
+    catalog = resolve.catalog(flow_run.parameters.get("catalog"))
     if catalog.exists():
+        ended = "cancelled" if state.is_cancelled() or state.is_cancelling() else "failed"
         with Catalog(catalog) as cat:
-            cat.mark_running_partial(str(flow_run_obj.id))
-            cat.finish_job(str(flow_run_obj.id), "cancelled" if state.is_cancelled() else "failed")
+            cat.mark_running_partial(str(flow_run.id))
+            cat.finish_job(str(flow_run.id), ended)
 
 
 @flow(
@@ -124,7 +125,7 @@ def backup(
 ) -> dict[str, Any]:
     """Back up `sources` (one slave each) to `pool` on `library`; returns the job outcome."""
     log = get_run_logger()
-    job_id = str(flow_run.id or f"local-{time.time_ns()}")
+    job_id = str(current_run.id or f"local-{time.time_ns()}")
     spec, tag = resolve.library(library)
     media_pool = resolve.pool(pool)
     source_list = resolve.sources(sources)

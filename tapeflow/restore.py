@@ -166,6 +166,7 @@ def restore_cartridge(
         if media is None:
             raise LibraryError(f"cartridge {work.barcode} is in use by another job")
         with media:
+            lib.clear(result.drive)  # what a killed job left behind
             lib.load(result.drive, barcode=work.barcode)
             handle: TapeDrive = lib.open_drive(result.drive)
             loaded = work.barcode

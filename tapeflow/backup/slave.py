@@ -73,6 +73,9 @@ class Mounter:
 
     def mount(self) -> TapeDrive:
         """Load the next usable cartridge; returns an open handle positioned anywhere."""
+        left = self.lib.clear(self.drive_no)
+        if left:
+            log.warning("drive %d held %s from an interrupted job: unloaded", self.drive_no, left)
         for barcode in pool_candidates(self.lib, self.spec.pool, tuple(self.tried)):
             self.tried.add(barcode)
             lease = self.board.try_media(barcode, self.holder)

@@ -243,6 +243,15 @@ class Library:
             self.changer.move(source.address, dest.address)
             return source.barcode or ""
 
+    def clear(self, drive: int) -> str | None:
+        """Unload whatever `drive` holds (left by a killed job); returns its barcode or None.
+
+        Call it only while holding the drive's lease.
+        """
+        with self._moving():
+            target = self._drive(self._elements(), drive)
+        return self.unload(drive) if target.full else None
+
     def _home_slot(self, els: dict[ElementType, list[Element]], drive: Element) -> Element:
         free = [e for e in els[ElementType.STORAGE] if not e.full]
         home = next((e for e in free if e.address == drive.source_address), None)

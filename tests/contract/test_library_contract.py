@@ -344,3 +344,12 @@ def test_drive_online_offline(backend: Backend) -> None:
     assert lib.online_drives() == [0, 1]
     with pytest.raises(DriveOutOfRange):
         lib.set_online(5, False)
+
+
+def test_clear_unloads_what_an_interrupted_job_left(backend: Backend) -> None:
+    lib = backend.library
+    barcode = lib.load(1, slot=4)
+    assert lib.clear(1) == barcode
+    assert not lib.inventory().drives[1].full
+    assert lib.inventory().slots[3].barcode == barcode
+    assert lib.clear(1) is None

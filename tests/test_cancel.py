@@ -1,0 +1,116 @@
+"""Cancelling a served master job: slaves stop, leases free, sessions partial, re-run works."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect import get_client
+from prefect.deployments import run_deployment
+from prefect.settings import PREFECT_API_URL
+from prefect.states import Cancelling
+from prefect.utilities.asyncutils import run_coro_as_sync
+
+from tapeflow.catalog import Catalog
+from tapeflow.library import Library
+from tapeflow.library.leases import LeaseBoard
+from tests.test_flows import make_library, make_sources, slave_runs
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 90.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """deployments/serve.py in a child process, talking to the test server."""
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(),
+           "TAPEFLOW_HOME": str(tmp_path / "home")}
+    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "deployments/serve.py"], cwd=REPO, env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        def deployed() -> bool:
+            async def read() -> bool:
+                async with get_client() as client:
+                    try:
+                        await client.read_deployment_by_name("tapeflow-backup/backup")
+                    except Exception:  # noqa: BLE001 - not registered yet
+                        return False
+                return True
+
+            return run_coro_as_sync(read())
+
+        wait_for("the deployments", deployed)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def flow_state(flow_run_id: Any) -> Any:
+    async def read() -> Any:
+        async with get_client() as client:
+            return (await client.read_flow_run(flow_run_id)).state
+
+    return run_coro_as_sync(read())
+
+
+def test_cancel_master_from_the_api(
+    served: subprocess.Popen[bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TAPEFLOW_HOME", str(tmp_path / "home"))
+    env = {"tmp": tmp_path, "library": f"embedded:{tmp_path / 'lib'}",
+           "catalog": str(tmp_path / "catalog" / "catalog.duckdb")}
+    make_library(env, drives=2, speed=1e6)  # ~3 s per slave
+    sources = make_sources(env, 4, files=40)
+    run = run_deployment(
+        "tapeflow-backup/backup",
+        parameters={"sources": sources, "library": env["library"], "catalog": env["catalog"]},
+        timeout=0,
+    )
+    wait_for("a running slave",
+             lambda: any(r.state.is_running() for r in slave_runs(str(run.id))))
+
+    async def cancel() -> None:
+        async with get_client() as client:
+            await client.set_flow_run_state(run.id, Cancelling(), force=True)
+
+    run_coro_as_sync(cancel())
+    wait_for("the cancelled state", lambda: flow_state(run.id).is_cancelled())
+
+    runs = slave_runs(str(run.id))
+    assert not any(r.state.is_running() for r in runs), [r.state.name for r in runs]
+    with Catalog(Path(env["catalog"]), read_only=True) as cat:
+        job = cat.job(str(run.id))
+        states = [s["state"] for s in cat.sessions(job_id=str(run.id))]
+    assert job["state"] == "cancelled"
+    assert "running" not in states and "partial" in states
+    with Library(env["library"]) as lib:
+        board = LeaseBoard(lib.state_dir)
+        leases = [board.try_drive([d], "test") for d in (0, 1)]
+        assert all(lease is not None for lease in leases)  # no drive left leased
+        for lease in leases:
+            lease.release()
+        assert lib.clear(0) in (None, *lib.inventory().barcodes())
+        lib.clear(1)
