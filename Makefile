@@ -11,10 +11,13 @@ test:            ## install everything the tests need (apt + venv) and run them
 	.venv/bin/ruff check .
 	.venv/bin/python -m pytest -q
 
-bench:           ## throughput table: embedded library vs tgt over iSCSI
+bench:           ## every benchmark, each with its reference measured in the same run
 	scripts/system-deps.sh
 	scripts/venv.sh test,iscsi
 	.venv/bin/python -m bench
+	.venv/bin/python -m bench.writer_bench
+	.venv/bin/python -m bench.catalog_bench
+	.venv/bin/python -m bench.master_bench
 
 lint:
 	.venv/bin/ruff check .

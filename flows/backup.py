@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 import time
+from collections.abc import Callable
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -18,13 +19,14 @@ from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import resolve
-from tapeflow.backup.master import JobOutcome, prepare_job, record_results
+from tapeflow.backup.master import JobOutcome, finish_job, prepare_job, record_slave
 from tapeflow.backup.model import Level, SlaveResult, SlaveSpec
 from tapeflow.backup.operations import run_operation
 from tapeflow.backup.slave import SlaveFailed
 from tapeflow.catalog import Catalog
 from tasks.backup import backup_slave
 from tasks.drives import sync_drive_limit
+from tasks.verify import verify as verify_task
 
 MAX_STREAMS = 64
 
@@ -38,7 +40,13 @@ def slave_name(job_id: str, subjob: int) -> str:
     return f"MULTI STREAM [JOB {job_id}] SUBJOB {subjob}"
 
 
-def run_slaves(specs: list[SlaveSpec], streams: int, tag: str, job_id: str) -> list[SlaveResult]:
+def run_slaves(
+    specs: list[SlaveSpec],
+    streams: int,
+    tag: str,
+    job_id: str,
+    record: Callable[[SlaveResult], None],
+) -> list[SlaveResult]:
     """Keep at most `streams` slaves submitted; each completion submits the next at once.
 
     Submitting no more than there are drives means a slave never queues on the tag limit,
@@ -63,6 +71,7 @@ def run_slaves(specs: list[SlaveSpec], streams: int, tag: str, job_id: str) -> l
         spec = running.pop(future)
         try:  # the result, not future.state: the state may not be final when this wakes
             results.append(SlaveResult.from_dict(future.result()))
+            record(results[-1])
         except Exception as exc:  # a failed slave: recorded as failed, not swallowed
             partial = (
                 exc.result
@@ -73,6 +82,7 @@ def run_slaves(specs: list[SlaveSpec], streams: int, tag: str, job_id: str) -> l
             partial.error = partial.error or f"{type(exc).__name__}: {exc}"
             log.error("subjob %s (%s) failed: %s", spec.subjob, spec.source.name, partial.error)
             results.append(partial)
+            record(partial)
         if progress is not None:
             update_progress_artifact(progress, 100.0 * len(results) / len(specs))
     return results
@@ -144,6 +154,7 @@ def backup(
         pool=media_pool,
         level=level,
         library=str(spec),
+        compression=compression,
         parameters={
             "sources": [s.__dict__ for s in source_list],
             "level": level,
@@ -160,8 +171,25 @@ def backup(
         drives,
         skipped or "none",
     )
-    results = run_slaves(specs, streams, tag, job_id)
-    outcome: JobOutcome = record_results(catalog_path, job_id, media_pool, results, skipped)
+    results = run_slaves(
+        specs,
+        streams,
+        tag,
+        job_id,
+        record=lambda r: record_slave(catalog_path, job_id, media_pool, r),
+    )
+    outcome: JobOutcome = finish_job(catalog_path, job_id, results, skipped)
+    if verify:
+        checks = [
+            verify_task.with_options(tags=[tag]).submit(str(catalog_path), str(spec), r.session_id)
+            for r in results
+            if r.state == "complete"
+        ]
+        for check in checks:
+            found = check.result()
+            outcome.errors += [f"verify {found['session_id']}: {p}" for p in found["problems"]]
+        if any(check.result()["problems"] for check in checks):
+            outcome.state = "failed"
     rows = summary_rows(results)
     create_table_artifact(
         rows,

@@ -77,8 +77,10 @@ def run_demo(directory: Path | None, out: TextIO) -> int:
     with Library(library) as lib:
         inv = lib.inventory()
     loaded = sum(d.full for d in inv.drives)
-    say(f"   library: {len(inv.drives)} drives ({loaded} loaded), "
-        f"{sum(s.full for s in inv.slots)}/{len(inv.slots)} slots full")
+    say(
+        f"   library: {len(inv.drives)} drives ({loaded} loaded), "
+        f"{sum(s.full for s in inv.slots)}/{len(inv.slots)} slots full"
+    )
     with Catalog(catalog, read_only=True) as cat:
         say("\n== catalog: jobs")
         for job in cat.records("SELECT id, level, state FROM jobs ORDER BY started", []):

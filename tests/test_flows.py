@@ -36,8 +36,13 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
 def make_library(env: dict[str, Any], drives: int, speed: float | None = None) -> None:
     VirtualLibrary.create(
-        env["tmp"] / "lib", drives=drives, slots=24, mail_slots=1,
-        capacity=256 * 1024 * 1024, early_warning=8 * 1024 * 1024, speed_limit=speed,
+        env["tmp"] / "lib",
+        drives=drives,
+        slots=24,
+        mail_slots=1,
+        capacity=256 * 1024 * 1024,
+        early_warning=8 * 1024 * 1024,
+        speed_limit=speed,
     )
 
 
@@ -52,6 +57,7 @@ def make_sources(env: dict[str, Any], count: int, files: int = 40) -> list[dict[
 
 def slave_runs(flow_run_id: str) -> list[Any]:
     """The slave task runs of one flow run, from the server."""
+
     async def read() -> list[Any]:
         async with get_client() as client:
             runs = await client.read_task_runs(
@@ -90,8 +96,12 @@ def test_master_job_hooks_tag_limit_and_names(env: dict[str, Any]) -> None:
     make_library(env, drives=4, speed=2e6)  # ~2 s of tape work per slave
     sources = make_sources(env, 6)
     state = backup(
-        sources=sources, library=env["library"], catalog=env["catalog"],
-        pre=["py:tests.flowhooks:pre"], post=["py:tests.flowhooks:post"], return_state=True,
+        sources=sources,
+        library=env["library"],
+        catalog=env["catalog"],
+        pre=["py:tests.flowhooks:pre"],
+        post=["py:tests.flowhooks:post"],
+        return_state=True,
     )
     assert state.is_completed(), state.message
     job_id = state.state_details.flow_run_id
@@ -120,8 +130,12 @@ def test_one_drive_means_one_slave_at_a_time(env: dict[str, Any]) -> None:
     from flows.backup import backup
 
     make_library(env, drives=1)
-    state = backup(sources=make_sources(env, 3, files=10), library=env["library"],
-                   catalog=env["catalog"], return_state=True)
+    state = backup(
+        sources=make_sources(env, 3, files=10),
+        library=env["library"],
+        catalog=env["catalog"],
+        return_state=True,
+    )
     assert state.is_completed()
     assert peak(run_intervals(slave_runs(str(state.state_details.flow_run_id)))) == 1
     assert tag_limit("tape-drive:lib") == 1
@@ -133,8 +147,13 @@ def test_offline_drive_lowers_the_limit(env: dict[str, Any]) -> None:
     make_library(env, drives=3)
     with Library(env["library"]) as lib:
         lib.set_online(2, False)
-    state = backup(sources=make_sources(env, 3, files=10), library=env["library"],
-                   catalog=env["catalog"], multistream=True, return_state=True)
+    state = backup(
+        sources=make_sources(env, 3, files=10),
+        library=env["library"],
+        catalog=env["catalog"],
+        multistream=True,
+        return_state=True,
+    )
     assert state.is_completed()
     assert tag_limit("tape-drive:lib") == 2
     assert all(row["drive"] != 2 for row in _summary(state))
@@ -171,21 +190,39 @@ def test_full_incremental_and_point_in_time_restore(env: dict[str, Any]) -> None
     backup(sources=sources, level="incremental", library=env["library"], catalog=env["catalog"])
     after = tree_digest(src)
 
-    old = restore(source="src0", at=between, target=str(env["tmp"] / "old"),
-                  library=env["library"], catalog=env["catalog"])
+    old = restore(
+        source="src0",
+        at=between,
+        target=str(env["tmp"] / "old"),
+        library=env["library"],
+        catalog=env["catalog"],
+    )
     assert old["restored"] > 0
     assert tree_digest(env["tmp"] / "old") == before
-    new = restore(source="src0", target=str(env["tmp"] / "new"),
-                  library=env["library"], catalog=env["catalog"])
+    new = restore(
+        source="src0",
+        target=str(env["tmp"] / "new"),
+        library=env["library"],
+        catalog=env["catalog"],
+    )
     assert new["restored"] > 0
     assert tree_digest(env["tmp"] / "new") == after
     # one file, to the original place, never overwriting
-    out = restore(source="src0", selection=["dir0/sub0/file0000.dat"], overwrite="never",
-                  library=env["library"], catalog=env["catalog"])
+    out = restore(
+        source="src0",
+        selection=["dir0/sub0/file0000.dat"],
+        overwrite="never",
+        library=env["library"],
+        catalog=env["catalog"],
+    )
     assert out["target"] == str(src) and out["skipped"] == 1 and out["restored"] == 0
     changed.unlink()
-    out = restore(source="src0", selection=["dir0/sub0/file0000.dat"],
-                  library=env["library"], catalog=env["catalog"])
+    out = restore(
+        source="src0",
+        selection=["dir0/sub0/file0000.dat"],
+        library=env["library"],
+        catalog=env["catalog"],
+    )
     assert out["restored"] == 1 and changed.read_bytes() == b"new content"
     assert hashlib.sha256(changed.read_bytes()).hexdigest() == after["dir0/sub0/file0000.dat"]
 
@@ -201,15 +238,22 @@ def test_retry_of_a_failed_master_redoes_only_failed_slaves(
     monkeypatch.setenv("TAPEFLOW_TEST_MISSING", str(late))
     sources.append({"name": "late", "path": str(late)})
     flaky = backup.with_options(retries=1, retry_delay_seconds=0)
-    state = flaky(sources=sources, library=env["library"], catalog=env["catalog"],
-                  post=["py:tests.flowhooks:create_missing"], return_state=True)
+    state = flaky(
+        sources=sources,
+        library=env["library"],
+        catalog=env["catalog"],
+        post=["py:tests.flowhooks:create_missing"],
+        return_state=True,
+    )
     assert state.is_completed(), state.message
     outcome = state.result()
     assert outcome["skipped"] == ["src0"] and outcome["complete"] == 2
     with Catalog(Path(env["catalog"])) as cat:
         states = sorted((s["source"], s["state"]) for s in cat.sessions())
     assert states == [("late", "failed"), ("late", "complete"), ("src0", "complete")] or states == [
-        ("late", "complete"), ("late", "failed"), ("src0", "complete")
+        ("late", "complete"),
+        ("late", "failed"),
+        ("src0", "complete"),
     ]
 
 
@@ -218,8 +262,11 @@ def test_bad_parameters_fail_clearly(env: dict[str, Any]) -> None:
 
     make_library(env, drives=1)
     with pytest.raises(ValueError, match="unique"):
-        backup(sources=[{"name": "a", "path": "/tmp"}, {"name": "a", "path": "/tmp"}],
-               library=env["library"], catalog=env["catalog"])
+        backup(
+            sources=[{"name": "a", "path": "/tmp"}, {"name": "a", "path": "/tmp"}],
+            library=env["library"],
+            catalog=env["catalog"],
+        )
     with pytest.raises(ValueError, match="no BackupSource block"):
         backup(sources=["no-such-block"], library=env["library"], catalog=env["catalog"])
 
@@ -246,3 +293,19 @@ def test_cli_backup_jobs_find_restore(env: dict[str, Any], capsys: pytest.Captur
     }
     assert main(["restore", "nosuch", "--target", str(target), *common]) == 2
     assert "nothing of 'nosuch' matches everything" in capsys.readouterr().err
+
+
+def test_verify_reads_every_session_back(env: dict[str, Any]) -> None:
+    from flows.backup import backup
+
+    make_library(env, drives=2)
+    out = backup(
+        sources=make_sources(env, 2, files=10),
+        library=env["library"],
+        catalog=env["catalog"],
+        verify=True,
+        compression=True,
+    )
+    assert out["state"] == "complete" and out["errors"] == []
+    with Library(env["library"]) as lib:  # verify left no cartridge behind in a drive
+        assert not any(d.full for d in lib.inventory().drives)

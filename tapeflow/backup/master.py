@@ -57,6 +57,7 @@ def prepare_job(
     pool: Pool,
     level: Level,
     library: str,
+    compression: bool = False,
     parameters: dict[str, Any] | None = None,
 ) -> tuple[list[SlaveSpec], list[str]]:
     """Record the job, plan one session per source still to do; returns (specs, skipped).
@@ -91,11 +92,12 @@ def prepare_job(
             except SourceUnavailable as exc:
                 # planned as a full: its slave meets the same error and fails alone, so the
                 # other sources are still backed up and a re-run redoes just this one
-                cat.log(f"cannot list source {source.name}: {exc}", level="error",
-                        job_id=job_id)
+                cat.log(f"cannot list source {source.name}: {exc}", level="error", job_id=job_id)
                 plan = None
             session_id = cat.start_session(
-                job_id, source.name, level=plan.level if plan else "full",
+                job_id,
+                source.name,
+                level=plan.level if plan else "full",
                 base_session=plan.base_session if plan else None,
             )
             paths_file = None
@@ -118,6 +120,7 @@ def prepare_job(
                     files_dir=str(catalog_files_dir(catalog_path)),
                     paths_file=paths_file,
                     unusable=unusable,
+                    compression=compression,
                 )
             )
         cat.log(f"job planned: {len(specs)} slave(s), {len(skipped)} already done", job_id=job_id)
@@ -140,45 +143,46 @@ def _write_arrow(path: str, table: pa.Table) -> None:
         writer.write_table(table)
 
 
-def record_results(
-    catalog_path: Path, job_id: str, pool: Pool, results: list[SlaveResult], skipped: list[str]
-) -> JobOutcome:
-    """Register each slave's rows, tape files and media; finish sessions and the job."""
-    errors = [f"{r.source}: {r.error}" for r in results if r.state != "complete"]
+def record_slave(catalog_path: Path, job_id: str, pool: Pool, r: SlaveResult) -> None:
+    """Record one finished slave at once (rows, tape files, media, session state), so a master
+    that dies later still knows which sources are done and a re-run skips them."""
     with Catalog(catalog_path) as cat:
-        for r in results:
-            for barcode in r.labelled:
-                cat.add_media(barcode, pool.name, labelled=True)
-            with cat.transaction():
-                for use in r.tapes:
-                    if not use.barcode:
-                        continue
-                    try:
-                        cat.medium(use.barcode)
-                    except NotFound:
-                        cat.add_media(use.barcode, pool.name, labelled=True)
-                    cat.record_tape_file(r.session_id, use.barcode, use.tape_file, bytes=use.bytes)
-                    if use.full:
-                        cat.update_media(use.barcode, state="full")
-                if r.state == "complete":
-                    cat.register_session_rows(r.session_id)
-                    cat.finish_session(r.session_id, "complete", files=r.files, bytes=r.bytes)
-                else:
-                    cat.finish_session(
-                        r.session_id,
-                        "partial" if r.tapes else "failed",
-                        files=r.files,
-                        bytes=r.bytes,
-                    )
-                    cat.log(
-                        f"subjob {r.subjob} ({r.source}) failed: {r.error}",
-                        level="error",
-                        job_id=job_id,
-                        session_id=r.session_id,
-                    )
-        total = len(results) + len(skipped)
-        complete = sum(1 for r in results if r.state == "complete") + len(skipped)
-        state = "complete" if complete == total else ("partial" if complete else "failed")
+        for barcode in r.labelled:
+            cat.add_media(barcode, pool.name, labelled=True)
+        with cat.transaction():
+            for use in r.tapes:
+                if not use.barcode:
+                    continue
+                try:
+                    cat.medium(use.barcode)
+                except NotFound:
+                    cat.add_media(use.barcode, pool.name, labelled=True)
+                cat.record_tape_file(r.session_id, use.barcode, use.tape_file, bytes=use.bytes)
+                if use.full:
+                    cat.update_media(use.barcode, state="full")
+            if r.state == "complete":
+                cat.register_session_rows(r.session_id)
+                cat.finish_session(r.session_id, "complete", files=r.files, bytes=r.bytes)
+            else:
+                state = "partial" if r.tapes else "failed"
+                cat.finish_session(r.session_id, state, files=r.files, bytes=r.bytes)
+                cat.log(
+                    f"subjob {r.subjob} ({r.source}) failed: {r.error}",
+                    level="error",
+                    job_id=job_id,
+                    session_id=r.session_id,
+                )
+
+
+def finish_job(
+    catalog_path: Path, job_id: str, results: list[SlaveResult], skipped: list[str]
+) -> JobOutcome:
+    """The job's state from its recorded slaves (and those done by an earlier run)."""
+    errors = [f"{r.source}: {r.error}" for r in results if r.state != "complete"]
+    total = len(results) + len(skipped)
+    complete = sum(1 for r in results if r.state == "complete") + len(skipped)
+    state = "complete" if complete == total else ("partial" if complete else "failed")
+    with Catalog(catalog_path) as cat:
         cat.finish_job(job_id, state)
         cat.log(f"job {state}: {complete}/{total} sessions complete", job_id=job_id)
     work = _work_dir(catalog_path, job_id)
@@ -195,3 +199,12 @@ def record_results(
         skipped=skipped,
         errors=errors,
     )
+
+
+def record_results(
+    catalog_path: Path, job_id: str, pool: Pool, results: list[SlaveResult], skipped: list[str]
+) -> JobOutcome:
+    """Record every slave, then finish the job (for callers that run slaves themselves)."""
+    for r in results:
+        record_slave(catalog_path, job_id, pool, r)
+    return finish_job(catalog_path, job_id, results, skipped)

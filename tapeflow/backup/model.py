@@ -73,7 +73,8 @@ class SlaveSpec:
     library: str
     files_dir: str  # where the session's Parquet rows go
     paths_file: str | None = None  # incremental: Arrow file of relative paths to back up
-    unusable: tuple[str, ...] = ()  # cartridges the catalog knows are full or expired-not
+    unusable: tuple[str, ...] = ()  # cartridges the catalog knows are full
+    compression: bool = False  # the drive's hardware compression
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (for task parameters)."""

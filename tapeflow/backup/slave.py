@@ -99,7 +99,7 @@ class Mounter:
         )
 
     def _usable(self, handle: TapeDrive, barcode: str) -> bool:
-        handle.set_block_size(0)
+        handle.set_block_size(0, compression=self.spec.compression)
         if handle.mode().write_protected:
             log.warning("%s is write-protected: skipped", barcode)
             return False
