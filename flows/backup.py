@@ -58,7 +58,8 @@ def run_slaves(
     running: dict[PrefectFuture[Any], SlaveSpec] = {}
     results: list[SlaveResult] = []
     progress = create_progress_artifact(0.0, description=f"job {job_id}: slaves finished")
-    while waiting or running:
+
+    def fill() -> None:
         while waiting and len(running) < streams:
             spec = waiting.pop(0)
             slave = backup_slave.with_options(
@@ -67,22 +68,25 @@ def run_slaves(
             future = slave.submit(spec.to_dict())
             future.add_done_callback(done.put)
             running[future] = spec
+
+    fill()
+    while running:
         future = done.get()
         spec = running.pop(future)
+        fill()  # the freed drive's next slave starts before the bookkeeping below
         try:  # the result, not future.state: the state may not be final when this wakes
-            results.append(SlaveResult.from_dict(future.result()))
-            record(results[-1])
+            result = SlaveResult.from_dict(future.result())
         except Exception as exc:  # a failed slave: recorded as failed, not swallowed
-            partial = (
+            result = (
                 exc.result
                 if isinstance(exc, SlaveFailed)
                 else SlaveResult(spec.session_id, spec.subjob, spec.source.name, "failed")
             )
-            partial.state = "failed"
-            partial.error = partial.error or f"{type(exc).__name__}: {exc}"
-            log.error("subjob %s (%s) failed: %s", spec.subjob, spec.source.name, partial.error)
-            results.append(partial)
-            record(partial)
+            result.state = "failed"
+            result.error = result.error or f"{type(exc).__name__}: {exc}"
+            log.error("subjob %s (%s) failed: %s", spec.subjob, spec.source.name, result.error)
+        results.append(result)
+        record(result)
         if progress is not None:
             update_progress_artifact(progress, 100.0 * len(results) / len(specs))
     return results

@@ -20,7 +20,7 @@ from prefect.utilities.asyncutils import run_coro_as_sync
 from tapeflow.catalog import Catalog
 from tapeflow.library import Library
 from tapeflow.library.leases import LeaseBoard
-from tests.test_flows import make_library, make_sources, slave_runs
+from tests.test_flows import lib_env, make_library, make_sources, slave_runs
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 REPO = Path(__file__).resolve().parent.parent
@@ -80,8 +80,7 @@ def test_cancel_master_from_the_api(
     served: subprocess.Popen[bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TAPEFLOW_HOME", str(tmp_path / "home"))
-    env = {"tmp": tmp_path, "library": f"embedded:{tmp_path / 'lib'}",
-           "catalog": str(tmp_path / "catalog" / "catalog.duckdb")}
+    env = lib_env(tmp_path)
     make_library(env, drives=2, speed=1e6)  # ~3 s per slave
     sources = make_sources(env, 4, files=40)
     run = run_deployment(
@@ -116,17 +115,20 @@ def test_cancel_master_from_the_api(
         lib.clear(1)
 
 
-def flow_process(flow_run_id: Any) -> int | None:
-    """PID of the process the runner started for this flow run."""
+def flow_process(flow_run_id: Any, runner_pid: int) -> int | None:
+    """PID of the process the runner started for this flow run (not its children, which
+    inherit the same environment)."""
     needle = f"PREFECT__FLOW_RUN_ID={flow_run_id}".encode()
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
-            if needle in (proc / "environ").read_bytes().split(b"\0"):
-                return int(proc.name)
-        except OSError:
+            env = (proc / "environ").read_bytes().split(b"\0")
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
             continue
+        if needle in env and ppid == runner_pid:
+            return int(proc.name)
     return None
 
 
@@ -134,9 +136,8 @@ def test_kill_9_mid_slave_then_rerun_redoes_only_unfinished(
     served: subprocess.Popen[bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TAPEFLOW_HOME", str(tmp_path / "home"))
-    env = {"tmp": tmp_path, "library": f"embedded:{tmp_path / 'lib'}",
-           "catalog": str(tmp_path / "catalog" / "catalog.duckdb")}
-    make_library(env, drives=2, speed=2e6)  # ~1.7 s per slave
+    env = lib_env(tmp_path)
+    make_library(env, drives=2, speed=1e6)  # ~3.4 s per slave: kill lands mid-job
     sources = make_sources(env, 6, files=40)
     run = run_deployment(
         "tapeflow-backup/backup",
@@ -155,7 +156,7 @@ def test_kill_9_mid_slave_then_rerun_redoes_only_unfinished(
             return []
 
     wait_for("two finished slaves", lambda: len(done_sessions()) >= 2)
-    pid = wait_for("the flow's process", lambda: flow_process(run.id))
+    pid = wait_for("the flow's process", lambda: flow_process(run.id, served.pid))
     os.kill(pid, 9)
     wait_for("the crash", lambda: flow_state(run.id).is_final())
     assert not flow_state(run.id).is_completed()

@@ -27,16 +27,24 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """An embedded library, a catalog path and hook event log under tmp_path."""
     monkeypatch.setenv("TAPEFLOW_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TAPEFLOW_TEST_EVENTS", str(tmp_path / "events.jsonl"))
+    return lib_env(tmp_path)
+
+
+def lib_env(tmp_path: Path) -> dict[str, Any]:
+    """Paths of a test's library and catalog; the library's name (so its drive tag) is
+    unique per test, so a run left over from one test never holds another's slots."""
     return {
         "tmp": tmp_path,
-        "library": f"embedded:{tmp_path / 'lib'}",
+        "lib_dir": tmp_path / tmp_path.name,
+        "library": f"embedded:{tmp_path / tmp_path.name}",
+        "tag": f"tape-drive:{tmp_path.name}",
         "catalog": str(tmp_path / "catalog" / "catalog.duckdb"),
     }
 
 
 def make_library(env: dict[str, Any], drives: int, speed: float | None = None) -> None:
     VirtualLibrary.create(
-        env["tmp"] / "lib",
+        env["lib_dir"],
         drives=drives,
         slots=24,
         mail_slots=1,
@@ -109,8 +117,8 @@ def test_master_job_hooks_tag_limit_and_names(env: dict[str, Any]) -> None:
     assert sorted(r.name for r in runs) == [
         f"MULTI STREAM [JOB {job_id}] SUBJOB {i}" for i in range(1, 7)
     ]
-    assert all("tape-drive:lib" in r.tags for r in runs)
-    assert tag_limit("tape-drive:lib") == 4
+    assert all(env["tag"] in r.tags for r in runs)
+    assert tag_limit(env["tag"]) == 4
     spans = run_intervals(runs)
     assert 2 <= peak(spans) <= 4  # never more slaves than drives
     events = flowhooks.events()
@@ -138,7 +146,7 @@ def test_one_drive_means_one_slave_at_a_time(env: dict[str, Any]) -> None:
     )
     assert state.is_completed()
     assert peak(run_intervals(slave_runs(str(state.state_details.flow_run_id)))) == 1
-    assert tag_limit("tape-drive:lib") == 1
+    assert tag_limit(env["tag"]) == 1
 
 
 def test_offline_drive_lowers_the_limit(env: dict[str, Any]) -> None:
@@ -155,7 +163,7 @@ def test_offline_drive_lowers_the_limit(env: dict[str, Any]) -> None:
         return_state=True,
     )
     assert state.is_completed()
-    assert tag_limit("tape-drive:lib") == 2
+    assert tag_limit(env["tag"]) == 2
     assert all(row["drive"] != 2 for row in _summary(state))
 
 
