@@ -17,7 +17,7 @@ from prefect.settings import PREFECT_API_URL
 from prefect.states import Cancelling
 from prefect.utilities.asyncutils import run_coro_as_sync
 
-from tapeflow.catalog import Catalog
+from tapeflow.catalog import Catalog, CatalogError
 from tapeflow.library import Library
 from tapeflow.library.leases import LeaseBoard
 from tests.test_flows import lib_env, make_library, make_sources, slave_runs
@@ -145,22 +145,23 @@ def test_kill_9_mid_slave_then_rerun_redoes_only_unfinished(
         timeout=0,
     )
 
-    def done_sessions() -> list[str]:
+    def done_sessions() -> tuple[list[str]] | None:
+        """([complete sources],) or None while the catalog is missing or being written."""
         if not Path(env["catalog"]).exists():
-            return []
+            return None
         try:
             with Catalog(Path(env["catalog"]), read_only=True) as cat:
-                return [s["source"] for s in cat.sessions(job_id=str(run.id))
-                        if s["state"] == "complete"]
-        except Exception:  # noqa: BLE001 - the master holds the write lock for a moment
-            return []
+                return ([s["source"] for s in cat.sessions(job_id=str(run.id))
+                         if s["state"] == "complete"],)
+        except CatalogError:  # being created, or the master (or its crash hook) writes now
+            return None
 
-    wait_for("two finished slaves", lambda: len(done_sessions()) >= 2)
+    wait_for("two finished slaves", lambda: (done := done_sessions()) and len(done[0]) >= 2)
     pid = wait_for("the flow's process", lambda: flow_process(run.id, served.pid))
     os.kill(pid, 9)
     wait_for("the crash", lambda: flow_state(run.id).is_final())
     assert not flow_state(run.id).is_completed()
-    finished_before = set(done_sessions())
+    finished_before = set(wait_for("a readable catalog", done_sessions)[0])
     assert 2 <= len(finished_before) < 6
 
     with Library(env["library"]) as lib:  # nothing stays leased after kill -9
