@@ -15,7 +15,6 @@ from typing import Any, Literal
 
 from tapeflow.catalog import Catalog, session_media, tree_at
 from tapeflow.library import Library
-from tapeflow.library.errors import LibraryError
 from tapeflow.library.leases import LeaseBoard
 from tapeflow.scsi.tape import TapeDrive
 from tapeflow.tapefmt import extract_member_at
@@ -162,10 +161,7 @@ def restore_cartridge(
     holder = f"restore {work.barcode}"
     with lib, board.drive(lib.online_drives(), holder, drive_timeout) as drive_lease:
         result.drive = int(drive_lease.key)
-        media = board.try_media(work.barcode, holder)
-        if media is None:
-            raise LibraryError(f"cartridge {work.barcode} is in use by another job")
-        with media:
+        with board.media(work.barcode, holder, drive_timeout):  # a backup may be appending
             lib.clear(result.drive)  # what a killed job left behind
             lib.load(result.drive, barcode=work.barcode)
             handle: TapeDrive = lib.open_drive(result.drive)

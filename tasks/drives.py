@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from prefect import get_client, get_run_logger, task
+from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 from tapeflow.library import Library, LibrarySpec
@@ -38,7 +39,12 @@ async def set_tag_limit(tag: str, limit: int, *, idle: bool) -> int:
         await client.upsert_global_concurrency_limit_by_name(f"tag:{tag}", max(limit, 1))
         held = (await client.read_global_concurrency_limit_by_name(f"tag:{tag}")).active_slots
         if held and idle:
+            # revoke the dead leases (so the server's repossessor never frees them again
+            # later), then zero the count, which revoking alone leaves as it was
             await client.reset_concurrency_limit_by_tag(tag)
+            await client.update_global_concurrency_limit(
+                f"tag:{tag}", GlobalConcurrencyLimitUpdate(active_slots=0)
+            )
             return held
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,6 @@ from prefect import get_run_logger, task
 
 from tapeflow.catalog import Catalog, session_media
 from tapeflow.library import Library
-from tapeflow.library.errors import LibraryError
 from tapeflow.library.leases import LeaseBoard
 from tapeflow.maintenance import verify_session
 
@@ -22,18 +22,15 @@ def verify(catalog: str, library: str, session_id: str) -> dict[str, Any]:
     with Library(library) as lib:
         board = LeaseBoard(lib.state_dir)
         holder = f"verify {session_id}"
-        with board.drive(lib.online_drives(), holder) as drive:
-            leases = [board.try_media(b, holder) for b in barcodes]
-            try:
-                if any(lease is None for lease in leases):
-                    raise LibraryError(f"a cartridge of {session_id} is in use: {barcodes}")
-                lib.clear(int(drive.key))
-                with Catalog(Path(catalog), read_only=True) as cat:
-                    result = verify_session(cat, lib, session_id, drives=[int(drive.key)])
-            finally:
-                for lease in leases:
-                    if lease is not None:
-                        lease.release()
+        with ExitStack() as held:
+            # cartridges first, in a fixed order, then a drive: two verifications sharing a
+            # cartridge wait for each other instead of one failing
+            for barcode in sorted(set(barcodes)):
+                held.enter_context(board.media(barcode, holder))
+            drive = held.enter_context(board.drive(lib.online_drives(), holder))
+            lib.clear(int(drive.key))
+            with Catalog(Path(catalog), read_only=True) as cat:
+                result = verify_session(cat, lib, session_id, drives=[int(drive.key)])
     problems = [f"{p.path}: {p.kind}" for p in result.problems]
     log = get_run_logger()
     log.info(

@@ -98,6 +98,17 @@ class LeaseBoard:
             time.sleep(poll)
         return lease
 
+    def media(
+        self, barcode: str, holder: str, timeout: float = 3600.0, poll: float = 0.05
+    ) -> Lease:
+        """Wait for cartridge `barcode` to be free (another job may be writing it)."""
+        deadline = time.monotonic() + timeout
+        while (lease := self.try_media(barcode, holder)) is None:
+            if time.monotonic() >= deadline:
+                raise LeaseTimeout(f"cartridge {barcode} still in use after {timeout:.0f} s")
+            time.sleep(poll)
+        return lease
+
     def try_media(self, barcode: str, holder: str) -> Lease | None:
         """Lease cartridge `barcode` if nobody holds it."""
         return _try(self._path("media", barcode), barcode, holder)
