@@ -1,6 +1,6 @@
 """Serve tapeflow's flows as deployments (UI, `prefect deployment run`, run_deployment).
 
-    python deployments/serve.py            # or: tapeflow serve
+    python deployments/serve.py
 
 Registers `tapeflow-backup/backup` and `tapeflow-restore/restore` (on demand) and runs them in
 this process's runner until stopped. Cancelling a run from the UI or with
