@@ -182,7 +182,7 @@ def backup(
         job_id,
         record=lambda r: record_slave(catalog_path, job_id, media_pool, r),
     )
-    outcome: JobOutcome = finish_job(catalog_path, job_id, results, skipped)
+    problems: list[str] = []
     if verify:
         checks = [
             verify_task.with_options(tags=[tag]).submit(str(catalog_path), str(spec), r.session_id)
@@ -191,9 +191,8 @@ def backup(
         ]
         for check in checks:
             found = check.result()
-            outcome.errors += [f"verify {found['session_id']}: {p}" for p in found["problems"]]
-        if any(check.result()["problems"] for check in checks):
-            outcome.state = "failed"
+            problems += [f"verify {found['session_id']}: {p}" for p in found["problems"]]
+    outcome: JobOutcome = finish_job(catalog_path, job_id, results, skipped, problems)
     rows = summary_rows(results)
     create_table_artifact(
         rows,

@@ -175,13 +175,21 @@ def record_slave(catalog_path: Path, job_id: str, pool: Pool, r: SlaveResult) ->
 
 
 def finish_job(
-    catalog_path: Path, job_id: str, results: list[SlaveResult], skipped: list[str]
+    catalog_path: Path,
+    job_id: str,
+    results: list[SlaveResult],
+    skipped: list[str],
+    problems: list[str] | None = None,
 ) -> JobOutcome:
-    """The job's state from its recorded slaves (and those done by an earlier run)."""
+    """The job's state from its recorded slaves (and those done by an earlier run); any
+    verification problem fails the job."""
     errors = [f"{r.source}: {r.error}" for r in results if r.state != "complete"]
+    errors += problems or []
     total = len(results) + len(skipped)
     complete = sum(1 for r in results if r.state == "complete") + len(skipped)
     state = "complete" if complete == total else ("partial" if complete else "failed")
+    if problems:
+        state = "failed"
     with Catalog(catalog_path) as cat:
         cat.finish_job(job_id, state)
         cat.log(f"job {state}: {complete}/{total} sessions complete", job_id=job_id)

@@ -112,11 +112,3 @@ class LeaseBoard:
     def try_media(self, barcode: str, holder: str) -> Lease | None:
         """Lease cartridge `barcode` if nobody holds it."""
         return _try(self._path("media", barcode), barcode, holder)
-
-    def media_busy(self, barcode: str) -> bool:
-        """True if someone holds `barcode` right now (a snapshot, not a promise)."""
-        lease = self.try_media(barcode, "probe")
-        if lease is None:
-            return True
-        lease.release()
-        return False
