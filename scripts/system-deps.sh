@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests need (tgt: a real iSCSI tape library; libiscsi-dev to
-# build the iSCSI initiator). Uses sudo when not root. Does nothing when all are present.
+# build the iSCSI initiator; dosfstools, mtools, ntfs-3g make FAT/NTFS images and sleuthkit
+# checks our block maps). Uses sudo when not root. Does nothing when all are present.
 set -euo pipefail
-pkgs=(tgt libiscsi-dev)
+pkgs=(tgt libiscsi-dev dosfstools mtools ntfs-3g sleuthkit)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from pyscsi.pyscsi.scsi_command import SCSICommand
-from pyscsi.pyscsi.scsi_enum_command import OpCode, smc, spc, ssc
+from pyscsi.pyscsi.scsi_enum_command import OpCode, sbc, smc, spc, ssc
 from pyscsi.utils.converter import CheckDict, encode_dict
 
-__all__ = ["Command", "OpCode", "smc", "spc", "ssc"]
+__all__ = ["Command", "OpCode", "sbc", "smc", "spc", "ssc"]
 
 
 def cdb_length(opcode: int) -> int:

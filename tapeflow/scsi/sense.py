@@ -31,6 +31,7 @@ ILLEGAL_REQUEST = 0x5
 UNIT_ATTENTION = 0x6
 DATA_PROTECT = 0x7
 BLANK_CHECK = 0x8
+COPY_ABORTED = 0xA
 ABORTED_COMMAND = 0xB
 VOLUME_OVERFLOW = 0xD
 
@@ -61,6 +62,12 @@ ASC_NAMES = {
     (0x04, 0x00): "logical unit not ready, cause not reportable",
     (0x04, 0x01): "logical unit is in process of becoming ready",
     (0x04, 0x02): "logical unit not ready, initializing command required",
+    (0x0D, 0x00): "error detected by third party temporary initiator",
+    (0x0D, 0x01): "third party device failure",
+    (0x0D, 0x02): "copy target device not reachable",
+    (0x0D, 0x03): "incorrect copy target device type",
+    (0x0D, 0x04): "copy target device data underrun",
+    (0x0D, 0x05): "copy target device data overrun",
     (0x14, 0x00): "recorded entity not found",
     (0x14, 0x03): "end-of-data not found",
     (0x1A, 0x00): "parameter list length error",
@@ -69,6 +76,13 @@ ASC_NAMES = {
     (0x24, 0x00): "invalid field in CDB",
     (0x25, 0x00): "logical unit not supported",
     (0x26, 0x00): "invalid field in parameter list",
+    (0x26, 0x06): "too many target descriptors",
+    (0x26, 0x07): "unsupported target descriptor type code",
+    (0x26, 0x08): "too many segment descriptors",
+    (0x26, 0x09): "unsupported segment descriptor type code",
+    (0x26, 0x0A): "unexpected inexact segment",
+    (0x26, 0x0B): "inline data length exceeded",
+    (0x26, 0x0C): "invalid operation for copy source or destination",
     (0x27, 0x00): "write protected",
     (0x28, 0x00): "not ready to ready change, medium may have changed",
     (0x28, 0x01): "import or export element accessed",
@@ -192,9 +206,7 @@ def parse_sense(raw: bytes) -> Sense:
                 eom = bool(desc.body[1] & 0x40)
                 ili = bool(desc.body[1] & 0x20)
             pos += 2 + length
-        return Sense(
-            head.key & 0x0F, head.asc, head.ascq, info, filemark, eom, ili, raw=data
-        )
+        return Sense(head.key & 0x0F, head.asc, head.ascq, info, filemark, eom, ili, raw=data)
     return Sense(NO_SENSE, 0, 0, raw=data)
 
 
@@ -325,6 +337,11 @@ class AbortedCommand(ScsiError):
     """The device aborted the command."""
 
 
+class CopyAborted(ScsiError):
+    """An EXTENDED COPY stopped part way (sense key COPY ABORTED); RECEIVE COPY RESULTS
+    says how many segments were done."""
+
+
 class ReservationConflict(ScsiError):
     """The logical unit is reserved by another initiator (status 0x18)."""
 
@@ -365,6 +382,8 @@ def error_for(sense: Sense, *, status: int = 0x02) -> ScsiError:
         cls = UnitAttention
     elif key == ABORTED_COMMAND:
         cls = AbortedCommand
+    elif key == COPY_ABORTED:
+        cls = CopyAborted
     else:
         cls = ScsiError
     return cls(sense, status=status)

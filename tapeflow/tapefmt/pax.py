@@ -192,6 +192,27 @@ def pax_member(records: bytes, typeflag: bytes = XHDTYPE, name: bytes = b"././@P
     return head + records + bytes(-len(records) % BLOCK)
 
 
+def pax_member_sized(
+    records: bytes, size: int, typeflag: bytes = XGLTYPE, name: bytes = b"././@GlobalHead"
+) -> bytes:
+    """A pax header member of exactly `size` bytes (a multiple of 512, >= 512 + records),
+    filled with a `comment` record that readers ignore: pads a stream to a record boundary."""
+    room = size - BLOCK - len(records)
+    if size % BLOCK or room < 0 or 0 < room < 12:
+        raise ValueError(f"cannot build a {size}-byte pax member around {len(records)} bytes")
+    comment = b""
+    if room:
+        width = room - len(b" comment=\n")
+        while True:
+            comment = pax_record("comment", b"." * max(width - len(str(room)), 0))
+            if len(comment) == room:
+                break
+            width += room - len(comment)
+    member = pax_member(records + comment, typeflag, name)
+    assert len(member) == size, (len(member), size)
+    return member
+
+
 def parse_pax_records(data: bytes) -> dict[str, bytes]:
     """Decode pax records defensively; ValueError on a malformed one."""
     out: dict[str, bytes] = {}

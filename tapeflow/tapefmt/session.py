@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 
 from tapeflow.tapefmt.label import FORMAT_VERSION
 from tapeflow.tapefmt.pax import (
-    BLOCK,
     XGLTYPE,
     format_pax_time,
     parse_pax_time,
     pax_member,
+    pax_member_sized,
     pax_record,
 )
 
@@ -58,19 +58,7 @@ class SessionInfo:
     def continuation_record(self, sequence: int, offset: int) -> bytes:
         """A whole record: a 'g' member for part `sequence`, padded with a comment to fill it."""
         part = replace(self, sequence=sequence, offset=offset)
-        body = part.records()
-        room = self.record_size - BLOCK - len(body)
-        comment = b""
-        if room:
-            width = room - len(b" comment=\n")
-            while True:
-                comment = pax_record("comment", b"." * max(width - len(str(room)), 0))
-                if len(comment) == room:
-                    break
-                width += room - len(comment)
-        member = pax_member(body + comment, XGLTYPE, GLOBAL_NAME)
-        assert len(member) == self.record_size, (len(member), self.record_size)
-        return member
+        return pax_member_sized(part.records(), self.record_size, XGLTYPE, GLOBAL_NAME)
 
     @classmethod
     def from_pax(cls, values: dict[str, bytes]) -> SessionInfo | None:

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from tapeflow.scsi.transport import Transport
 from tapeflow.vtl.changer import ChangerHandle, locked_drive, sync_drive
 from tapeflow.vtl.config import LibraryConfig, LibraryPaths
+from tapeflow.vtl.copymgr import CopyManagerHandle
+from tapeflow.vtl.disk import Disk, DiskHandle
 from tapeflow.vtl.drive import DriveHandle, drive_serial
 from tapeflow.vtl.errors import (
     CartridgeInLibraryError,
@@ -20,6 +24,7 @@ from tapeflow.vtl.errors import (
     NoSuchUnitError,
     UnknownCartridgeError,
 )
+from tapeflow.vtl.lun import naa_designator
 from tapeflow.vtl.state import (
     DRIVE_FIRST,
     IE_FIRST,
@@ -177,6 +182,44 @@ class VirtualLibrary:
         if not 1 <= lun <= self.drive_count:
             raise NoSuchUnitError(f"no LUN {lun}: the library has LUNs 0..{self.drive_count}")
         return self.drive(lun - 1)
+
+    # --- SAN disks and the copy manager ------------------------------------------------------
+    def add_disk(self, name: str, *, image: Path | None = None, size: int | None = None) -> None:
+        """Add a disk LUN over an existing image file (used in place) or a new zero-filled one
+        of `size` bytes."""
+        directory = self.root / "disks" / name
+        Disk.create(directory, name, f"{self.serial}-{name}", image=image, size=size)
+
+    def disks(self) -> list[str]:
+        """Names of the SAN disks."""
+        base = self.root / "disks"
+        return sorted(p.name for p in base.iterdir()) if base.is_dir() else []
+
+    def disk_store(self, name: str) -> Disk:
+        """The files behind disk `name` (snapshots, write generation)."""
+        return Disk(self.root / "disks" / name)
+
+    def disk(self, name: str, snapshot: str | None = None) -> Transport:
+        """A new handle on disk `name`, or read-only on one of its snapshots."""
+        disk = self.disk_store(name)
+        serial = disk.meta.serial + (f"@{snapshot}" if snapshot else "")
+        return DiskHandle(disk, serial, snapshot)
+
+    def copy_manager(self) -> Transport:
+        """A new handle on the copy manager (EXTENDED COPY between disks and drives)."""
+        return CopyManagerHandle(f"{self.serial}-XC", self._copy_units)
+
+    def _copy_units(self) -> dict[bytes, tuple[int, Callable[[], Transport]]]:
+        units: dict[bytes, tuple[int, Callable[[], Transport]]] = {}
+        for i in range(self.drive_count):
+            units[naa_designator(drive_serial(self.serial, i))] = (1, partial(self.drive, i))
+        for name in self.disks():
+            disk = self.disk_store(name)
+            units[naa_designator(disk.meta.serial)] = (0, partial(self.disk, name))
+            for snap in disk.snapshots():
+                serial = f"{disk.meta.serial}@{snap}"
+                units[naa_designator(serial)] = (0, partial(self.disk, name, snap))
+        return units
 
     # --- operator actions --------------------------------------------------------------------
     def insert(

@@ -3,6 +3,7 @@ sense, REQUEST SENSE, and INQUIRY with the VPD pages hosts look at (0x00, 0x80, 
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable
 from types import TracebackType
@@ -48,6 +49,13 @@ def invalid_field() -> CheckCondition:
     return CheckCondition(ILLEGAL_REQUEST, 0x24, 0x00)
 
 
+def naa_designator(serial: str) -> bytes:
+    """An 8-byte NAA 3h (locally assigned) designator derived from a unit serial: short enough
+    for an EXTENDED COPY 0xE4 target descriptor, unique per serial."""
+    digest = int.from_bytes(hashlib.sha256(serial.encode()).digest()[:8], "big")
+    return ((0x3 << 60) | (digest & ((1 << 60) - 1))).to_bytes(8, "big")
+
+
 def cdb_length(opcode: int) -> int:
     """CDB length implied by the opcode's group code."""
     group = opcode >> 5
@@ -62,6 +70,7 @@ class LogicalUnit:
 
     peripheral_type: int = 0x1F
     removable: bool = False
+    inquiry_flags: bytes = bytes(3)  # standard INQUIRY bytes 5-7 (e.g. 3PC for a copy manager)
     product: str = ""
 
     def __init__(self, serial: str) -> None:
@@ -147,7 +156,7 @@ class LogicalUnit:
                     "version": 0x06,
                     "response_format": 0x02,
                     "additional_length": 31,
-                    "flags": bytes(3),
+                    "flags": self.inquiry_flags,
                     "vendor": VENDOR.encode().ljust(8)[:8],
                     "product": self.product.encode().ljust(16)[:16],
                     "revision": REVISION.encode().ljust(4)[:4],
@@ -162,9 +171,12 @@ class LogicalUnit:
             body = self.serial.encode("ascii")
         elif page == 0x83:
             ident = VENDOR.encode().ljust(8) + self.product.encode() + b" " + self.serial.encode()
+            naa = naa_designator(self.serial)
             body = (
                 cdb.DesignatorHeader.build({"code_set": 0x02, "type": 0x01, "length": len(ident)})
                 + ident
+                + cdb.DesignatorHeader.build({"code_set": 0x01, "type": 0x03, "length": len(naa)})
+                + naa
             )
         else:
             raise invalid_field()
