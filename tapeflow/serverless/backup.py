@@ -1,0 +1,182 @@
+"""One serverless session: freeze the volume, map its files, copy its blocks to tape (copy
+manager or host), then the chunks written meanwhile, and describe it all as Arrow tables.
+
+The image is copied from the live disk while a copy-on-write snapshot records every chunk
+written during the copy together with its freeze-time content; that content follows the image
+on tape (<volume>.cow) and is laid over it at restore, so what comes back is the volume exactly
+as it was at the freeze, though the copy never stopped the volume's users."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+import pyarrow as pa
+
+from tapeflow.fs.model import VolumeInfo, coalesce
+from tapeflow.scsi.device import ScsiDevice
+from tapeflow.scsi.sbc import BlockDevice
+from tapeflow.scsi.tape import TapeDrive
+from tapeflow.scsi.vpd import unit_designator
+from tapeflow.scsi.xcopy import CopyPlan
+from tapeflow.serverless import format as fmt
+from tapeflow.serverless.copy import CopyOutcome, execute_plan
+from tapeflow.serverless.maps import MapTables, build_maps
+
+log = logging.getLogger(__name__)
+
+RECORD_SIZE = 256 * 1024
+MODES = ("all", "used")
+
+
+class FrozenView(Protocol):
+    """A point-in-time view of the volume's disk and what changed on the origin since."""
+
+    device: BlockDevice  # reads the frozen content
+
+    def modified_runs(self) -> list[tuple[int, int]]:
+        """(offset, length) byte runs of the origin written since the freeze."""
+        ...
+
+
+@dataclass(slots=True)
+class ServerlessResult:
+    """What a serverless session wrote and where."""
+
+    session_id: str
+    tape_file: int
+    first_block: int
+    record_size: int
+    stream_bytes: int
+    volume: VolumeInfo
+    runs: list[fmt.Run]
+    cow_runs: list[fmt.Run]
+    copies: list[CopyOutcome] = field(default_factory=list)
+    maps: MapTables | None = None
+    seconds: float = 0.0
+
+    @property
+    def path(self) -> str:
+        """'xcopy' when the copy manager moved every byte, else 'host'."""
+        return "xcopy" if all(c.path == "xcopy" for c in self.copies) else "host"
+
+
+def copy_runs(info: VolumeInfo, used: list[tuple[int, int]], mode: str) -> list[tuple[int, int]]:
+    """Byte runs of the volume to store: everything, or metadata + clusters in use + tail."""
+    if mode not in MODES:
+        raise ValueError(f"unknown serverless mode {mode!r}; use one of {MODES}")
+    if mode == "all":
+        return [(0, info.size)]
+    first_cluster = info.cluster_offset(0 if info.cluster_base == 0 else 2)
+    end_clusters = info.cluster_offset(info.total_clusters)
+    runs = [(0, first_cluster)]
+    runs += [(info.cluster_offset(lcn), n * info.cluster_size) for lcn, n in used]
+    if end_clusters < info.size:
+        runs.append((end_clusters, info.size - end_clusters))
+    out = []
+    for start, length in coalesce(runs):
+        end = min(start + length, info.size)
+        start, end = start - start % 512, end + (-end % 512)
+        if end > start:
+            out.append((start, min(end, info.size) - start))
+    return coalesce(out)
+
+
+def _chunks_map(runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    return [(o, n) for o, n in runs]
+
+
+def write_session(
+    *,
+    session_id: str,
+    job_id: str,
+    source: str,
+    info: VolumeInfo,
+    used: list[tuple[int, int]],
+    entries_tables: tuple[pa.Table, pa.Table],
+    origin: BlockDevice,
+    frozen: FrozenView | None,
+    tape: TapeDrive,
+    copy_manager: ScsiDevice | None,
+    volume_offset: int = 0,
+    mode: str = "all",
+    record_size: int = RECORD_SIZE,
+    progress: Callable[[int], None] | None = None,
+) -> ServerlessResult:
+    """Write one serverless session of the volume at `volume_offset` on `origin` to `tape`
+    (a labelled cartridge, loaded); the caller maps the volume and freezes it beforehand."""
+    started = time.monotonic()
+    if volume_offset % 512:
+        raise ValueError("the volume must start on a 512-byte boundary of its disk")
+    created = datetime.now(UTC)
+    tape.set_block_size(0)
+    tape.end_of_data()
+    pos = tape.position()
+    disk_id, tape_id = unit_designator(origin.dev), unit_designator(tape.dev)
+    block = origin.geometry().block_length
+    base_lba = volume_offset // block
+
+    runs = copy_runs(info, used, mode)
+    image_name = f"{source}.img"
+    plan = CopyPlan(disk_id, tape_id, block, record_size)
+    info_hdr = fmt.session_info(session_id, job_id, source, record_size, created)
+    plan.add_inline(info_hdr.global_header())
+    chunks = None if mode == "all" else _chunks_map(runs)
+    plan.add_inline(fmt.image_member_header(image_name, info.size, chunks, created))
+    stored: list[fmt.Run] = []
+    for offset, length in runs:
+        at = plan.add_blocks(base_lba + offset // block, length // block)
+        stored.append(fmt.Run(offset, length, at))
+    plan.add_inline(fmt.filler(plan.stream_bytes, record_size))
+    copies = [
+        execute_plan(plan, disk=origin, tape=tape, copy_manager=copy_manager, progress=progress)
+    ]
+    log.info("%s: image copied by %s (%d bytes)", source, copies[0].path, plan.stream_bytes)
+
+    # Chunks written during the copy: their freeze-time bytes, from the frozen view.
+    stream_start = plan.stream_bytes
+    cow_runs: list[fmt.Run] = []
+    if frozen is not None:
+        modified = [
+            (o, min(n, info.size - o)) for o, n in coalesce(frozen.modified_runs()) if o < info.size
+        ]
+        snap_id = unit_designator(frozen.device.dev)
+        plan2 = CopyPlan(snap_id, tape_id, block, record_size)
+        plan2.add_inline(fmt.sparse_member_header(f"{source}.cow", info.size, modified, created))
+        for offset, length in modified:
+            at = plan2.add_blocks(base_lba + offset // block, length // block)
+            cow_runs.append(fmt.Run(offset, length, stream_start + at))
+        plan2.add_inline(fmt.end_of_archive(stream_start + plan2.stream_bytes, record_size))
+        copies.append(execute_plan(plan2, disk=frozen.device, tape=tape, copy_manager=copy_manager))
+        if modified:
+            log.info(
+                "%s: %d chunk run(s) changed during the copy: saved as %s.cow",
+                source,
+                len(modified),
+                source,
+            )
+        total = stream_start + plan2.stream_bytes
+    else:
+        tail = fmt.end_of_archive(stream_start, record_size)
+        for pos_ in range(0, len(tail), record_size):
+            tape.write(tail[pos_ : pos_ + record_size])
+        total = stream_start + len(tail)
+    tape.write_filemarks(1)
+    result = ServerlessResult(
+        session_id=session_id,
+        tape_file=pos.file if pos.file is not None else -1,
+        first_block=pos.block,
+        record_size=record_size,
+        stream_bytes=total,
+        volume=info,
+        runs=stored,
+        cow_runs=cow_runs,
+        copies=copies,
+        seconds=time.monotonic() - started,
+    )
+    result.maps = build_maps(result, entries_tables)
+    return result
