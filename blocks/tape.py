@@ -103,14 +103,29 @@ class BackupSource(Block):
     """One source entity: one slave and one session per backup."""
 
     _block_type_name = "Backup Source"
-    _description = "A directory tree to back up (volume and database sources: later)."
+    _description = (
+        "A directory tree (backed up file by file) or a FAT/NTFS volume (serverless: blocks "
+        "moved by the SAN's copy manager; path disk:<name> or an image file)."
+    )
 
     name: str
-    kind: Literal["directory"] = "directory"
+    kind: Literal["directory", "volume"] = "directory"
     path: str
     include: list[str] = Field(default_factory=list)
     exclude: list[str] = Field(default_factory=list)
+    mode: Literal["all", "used"] = Field("all", description="volume: every block or used only")
+    quiet: float = Field(3.0, description="volume: seconds without writes before the freeze")
+    freeze_timeout: float = Field(80.0, description="volume: give up freezing after this long")
 
     def source(self) -> Source:
         """The core's source."""
-        return Source(self.name, self.path, self.kind, tuple(self.include), tuple(self.exclude))
+        return Source(
+            self.name,
+            self.path,
+            self.kind,
+            tuple(self.include),
+            tuple(self.exclude),
+            self.mode,
+            self.quiet,
+            self.freeze_timeout,
+        )

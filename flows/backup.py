@@ -103,6 +103,7 @@ def summary_rows(results: list[SlaveResult]) -> list[dict[str, Any]]:
             "files": r.files,
             "MB": round(r.bytes / 1e6, 1),
             "MB/s": round(r.mb_per_s, 1),
+            "copy": r.copy_path or "",
             "state": r.state,
         }
         for r in sorted(results, key=lambda r: r.subjob)

@@ -17,6 +17,8 @@ from tapeflow.catalog import Catalog, session_media, tree_at
 from tapeflow.library import Library
 from tapeflow.library.leases import LeaseBoard
 from tapeflow.scsi.tape import TapeDrive
+from tapeflow.serverless.maps import BLOCKMAPS_DIRNAME, load_maps
+from tapeflow.serverless.restore import restore_files
 from tapeflow.tapefmt import extract_member_at
 
 Overwrite = Literal["always", "never", "older"]
@@ -47,6 +49,7 @@ class CartridgeWork:
     barcode: str
     items: list[Item]
     session_parts: dict[str, list[str]]  # session id -> barcodes in span order
+    blockmaps: dict[str, str] = field(default_factory=dict)  # serverless session id -> maps dir
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (task parameter)."""
@@ -55,7 +58,12 @@ class CartridgeWork:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CartridgeWork:
         """Inverse of to_dict."""
-        return cls(data["barcode"], [Item(**i) for i in data["items"]], data["session_parts"])
+        return cls(
+            data["barcode"],
+            [Item(**i) for i in data["items"]],
+            data["session_parts"],
+            dict(data.get("blockmaps") or {}),
+        )
 
 
 @dataclass
@@ -100,10 +108,10 @@ def plan_restore(
         if not rows:
             what = ", ".join(s for s in selection if s) or "everything"
             raise NothingToRestore(f"nothing of {source!r} matches {what} as of {at or 'now'}")
-        parts = {
-            sid: session_media(cat, sid).column("barcode").to_pylist()
-            for sid in {r["session_id"] for r in rows}
-        }
+        sessions = {r["session_id"] for r in rows}
+        parts = {sid: session_media(cat, sid).column("barcode").to_pylist() for sid in sessions}
+        maps_dir = str(Path(cat.files_dir).parent / BLOCKMAPS_DIRNAME)
+        serverless = {sid: maps_dir for sid in sessions if cat.session(sid)["kind"] == "serverless"}
     work: dict[str, list[Item]] = defaultdict(list)
     for r in rows:
         seq = (
@@ -128,6 +136,7 @@ def plan_restore(
             barcode,
             sorted(items, key=lambda i: (i.tape_file, i.block, i.offset)),
             {sid: parts[sid] for sid in {i.session_id for i in items}},
+            {sid: serverless[sid] for sid in {i.session_id for i in items} if sid in serverless},
         )
         for barcode, items in sorted(work.items())
     ]
@@ -167,10 +176,14 @@ def restore_cartridge(
             handle: TapeDrive = lib.open_drive(result.drive)
             loaded = work.barcode
             try:
+                volume_items: dict[str, list[str]] = defaultdict(list)
                 for item in work.items:
                     why = _keep_existing(target, item, overwrite)
                     if why:
                         result.skipped.append(f"{item.path}: {why}")
+                        continue
+                    if item.session_id in work.blockmaps:  # a file inside a volume image
+                        volume_items[item.session_id].append(item.path)
                         continue
                     parts = work.session_parts[item.session_id]
 
@@ -197,6 +210,10 @@ def restore_cartridge(
                     )
                     result.restored += len(report.extracted)
                     result.skipped += [f"{s.name}: {s.reason}" for s in report.skipped]
+                for sid, paths in volume_items.items():  # serverless: only their clusters
+                    maps, _ = load_maps(Path(work.blockmaps[sid]), sid)
+                    done = restore_files(handle, maps, paths, target, exact=True)
+                    result.restored += done.files + done.dirs
             finally:
                 handle.close()
                 lib.unload(result.drive)

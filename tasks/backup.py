@@ -9,6 +9,7 @@ from prefect import get_run_logger, task
 from tapeflow.backup.master import deleted_rows_for
 from tapeflow.backup.model import SlaveSpec
 from tapeflow.backup.slave import run_slave
+from tapeflow.serverless.slave import run_serverless_slave
 
 
 @task(name="backup-slave", retries=0, persist_result=False)
@@ -30,7 +31,10 @@ def backup_slave(spec: dict[str, Any]) -> dict[str, Any]:
             log.info("subjob %s: %d files on tape", slave.subjob, files)
             step["next"] = files + 10_000
 
-    result = run_slave(slave, deleted_rows=deleted_rows_for(slave), on_progress=progress)
+    if slave.source.kind == "volume":
+        result = run_serverless_slave(slave)
+    else:
+        result = run_slave(slave, deleted_rows=deleted_rows_for(slave), on_progress=progress)
     tapes = ", ".join(f"{t.barcode}#{t.tape_file}" for t in result.tapes)
     log.info(
         "subjob %s done on drive %s: %d files, %.1f MB in %.1f s (%.0f MB/s) on %s",

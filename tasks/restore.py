@@ -9,6 +9,7 @@ from typing import Any
 from prefect import get_run_logger, task
 
 from tapeflow.restore import CartridgeWork, Overwrite, plan_restore, restore_cartridge
+from tapeflow.serverless.restore_job import restore_volume
 
 
 @task(name="plan-restore", persist_result=False)
@@ -40,4 +41,13 @@ def restore_from(library: str, work: dict[str, Any], target: str, overwrite: Ove
     )
     for line in result.skipped:
         log.warning("skipped %s", line)
+    return result.to_dict()
+
+
+@task(name="restore-image", persist_result=False)
+def restore_volume_image(
+    catalog: str, library: str, source: str, target: str, at: datetime | None, overwrite: bool
+) -> dict:
+    """Write a volume back from its serverless session (holds one drive of the tag)."""
+    result = restore_volume(Path(catalog), library, source, target, at=at, overwrite=overwrite)
     return result.to_dict()

@@ -82,6 +82,7 @@ def test_batches_cover_the_stream_and_end_on_records(
         if i < len(batches) - 1:
             assert offset % plan.record_size == 0
     assert flat.stream_bytes == plan.stream_bytes
+
     # The same bytes in the same order: expand both to (kind, unit) sequences.
     def units(segs: list) -> list:
         out = []
@@ -304,14 +305,14 @@ def test_writes_during_the_copy_are_undone_at_restore(
     with open(target, "wb") as fh:
         fh.truncate(size)
     dev = ImageBlockDevice(target, writable=True)
-    outcome = restore_image(tape, result.maps, result.first_block, dev, None)
+    outcome = restore_image(tape, result.maps, dev, None)
     dev.close()
     assert outcome.path == "host"
     assert target.read_bytes() == frozen_bytes
     # The same through the copy manager onto a new disk LUN.
     vl.add_disk("copy", size=size)
     lun = BlockDevice(vl.disk("copy"))
-    outcome = restore_image(tape, result.maps, result.first_block, lun, ScsiDevice(vl.copy_manager()))
+    outcome = restore_image(tape, result.maps, lun, ScsiDevice(vl.copy_manager()))
     assert outcome.path == "xcopy"
     assert lun.read(0, size // 512) == frozen_bytes
     tape.close()

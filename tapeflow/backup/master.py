@@ -87,8 +87,11 @@ def prepare_job(
             if source.name in done:
                 skipped.append(source.name)
                 continue
+            volume = source.kind == "volume"  # serverless: always the whole image
             try:
-                plan = plan_backup(cat, source.name, live_listing(source), level)
+                plan = None
+                if not volume:
+                    plan = plan_backup(cat, source.name, live_listing(source), level)
             except SourceUnavailable as exc:
                 # planned as a full: its slave meets the same error and fails alone, so the
                 # other sources are still backed up and a re-run redoes just this one
@@ -97,6 +100,7 @@ def prepare_job(
             session_id = cat.start_session(
                 job_id,
                 source.name,
+                kind="serverless" if volume else "file",
                 level=plan.level if plan else "full",
                 base_session=plan.base_session if plan else None,
             )

@@ -9,21 +9,37 @@ Level = Literal["full", "incremental", "differential"]
 SlaveState = Literal["complete", "failed", "partial", "skipped"]
 
 
+SOURCE_KINDS = ("directory", "volume")
+VOLUME_MODES = ("all", "used")
+
+
 @dataclass(frozen=True)
 class Source:
-    """One source entity: a directory tree backed up by one slave."""
+    """One source entity backed up by one slave: a directory tree (file by file), or a FAT/NTFS
+    volume (serverless, block by block) named `disk:<name>` on the job's library (an embedded
+    disk LUN, or an iSCSI LUN number) or given as an image file path."""
 
     name: str
     path: str
     kind: str = "directory"
     include: tuple[str, ...] = ()  # globs on the relative path; empty = everything
     exclude: tuple[str, ...] = ()
+    mode: str = "all"  # volume: every block, or only metadata + clusters in use
+    quiet: float = 3.0  # volume: seconds without writes before the freeze
+    freeze_timeout: float = 80.0  # volume: give up freezing after this long
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:
             raise ValueError(f"source name {self.name!r} must be non-empty and contain no '/'")
-        if self.kind != "directory":
-            raise ValueError(f"source kind {self.kind!r} is not supported yet (directory only)")
+        if self.kind not in SOURCE_KINDS:
+            raise ValueError(f"source kind {self.kind!r} is not one of {SOURCE_KINDS}")
+        if self.kind == "volume":
+            if self.mode not in VOLUME_MODES:
+                raise ValueError(f"volume mode {self.mode!r} is not one of {VOLUME_MODES}")
+            if self.include or self.exclude:
+                raise ValueError("include/exclude do not apply to a volume source")
+            if not 0 <= self.quiet <= self.freeze_timeout:
+                raise ValueError("need 0 <= quiet <= freeze_timeout")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Source:
@@ -34,6 +50,9 @@ class Source:
             kind=data.get("kind", "directory"),
             include=tuple(data.get("include") or ()),
             exclude=tuple(data.get("exclude") or ()),
+            mode=data.get("mode", "all"),
+            quiet=float(data.get("quiet", 3.0)),
+            freeze_timeout=float(data.get("freeze_timeout", 80.0)),
         )
 
 
@@ -121,6 +140,7 @@ class SlaveResult:
     error: str | None = None
     labelled: list[str] = field(default_factory=list)  # blank cartridges we labelled
     warnings: list[str] = field(default_factory=list)
+    copy_path: str | None = None  # serverless: "xcopy" (copy manager) or "host"
 
     @property
     def mb_per_s(self) -> float:

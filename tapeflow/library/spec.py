@@ -114,6 +114,25 @@ class LibrarySpec:
 
         return SgTransport(self.drive_devices[index])
 
+    def open_disk(self, name: str) -> Transport:
+        """A new handle to a SAN disk: an embedded disk by name, an iSCSI LUN by number, or
+        an sg node by path."""
+        if self.backend == "embedded":
+            return self._embedded().disk(name)
+        if self.backend == "iscsi":
+            if not name.isdigit():
+                raise BadLibrarySpec(f"iSCSI disks are named by LUN number, not {name!r}")
+            return self._iscsi(int(name))
+        from tapeflow.scsi.sg import SgTransport
+
+        return SgTransport(name)
+
+    def open_copy_manager(self) -> Transport | None:
+        """The SAN's copy manager, or None when the host must copy (tgt and sg have none)."""
+        if self.backend == "embedded":
+            return self._embedded().copy_manager()
+        return None
+
     def _embedded(self):  # noqa: ANN202 - VirtualLibrary, imported lazily
         from tapeflow.vtl import VirtualLibrary
 

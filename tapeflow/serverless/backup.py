@@ -116,7 +116,9 @@ def write_session(
     tape.set_block_size(0)
     tape.end_of_data()
     pos = tape.position()
-    disk_id, tape_id = unit_designator(origin.dev), unit_designator(tape.dev)
+    xcopy = copy_manager is not None  # designators only matter to a copy manager
+    disk_id = unit_designator(origin.dev) if xcopy else None
+    tape_id = unit_designator(tape.dev) if xcopy else None
     block = origin.geometry().block_length
     base_lba = volume_offset // block
 
@@ -144,7 +146,7 @@ def write_session(
         modified = [
             (o, min(n, info.size - o)) for o, n in coalesce(frozen.modified_runs()) if o < info.size
         ]
-        snap_id = unit_designator(frozen.device.dev)
+        snap_id = unit_designator(frozen.device.dev) if xcopy else None
         plan2 = CopyPlan(snap_id, tape_id, block, record_size)
         plan2.add_inline(fmt.sparse_member_header(f"{source}.cow", info.size, modified, created))
         for offset, length in modified:

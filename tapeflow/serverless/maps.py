@@ -51,6 +51,7 @@ class MapTables:
     geometry: VolumeInfo
     tape_file: int
     record_size: int
+    first_block: int  # tape block of the session's first record (its global header)
 
     def file_rows(self, session_id: str, barcode: str) -> pa.Table:
         """FILE_SCHEMA rows (no checksum: the host never read the data)."""
@@ -89,6 +90,7 @@ class MapTables:
             "barcode": barcode,
             "tape_file": str(self.tape_file),
             "record_size": str(self.record_size),
+            "first_block": str(self.first_block),
         }
         for name, table in (
             ("volfiles", self.volfiles),
@@ -124,6 +126,7 @@ def build_maps(result: ServerlessResult, entries: tuple[pa.Table, pa.Table]) -> 
         result.volume,
         result.tape_file,
         rs,
+        result.first_block,
     )
 
 
@@ -142,5 +145,6 @@ def load_maps(directory: Path, session_id: str) -> tuple[MapTables, str]:
         geometry,
         int(meta["tape_file"]),
         int(meta["record_size"]),
+        int(meta["first_block"]),
     )
     return maps, meta["barcode"]

@@ -39,13 +39,13 @@ class TapeRanges:
 
     def __init__(self, tape: TapeDrive, first_block: int, record_size: int) -> None:
         self.tape, self.first_block, self.record_size = tape, first_block, record_size
-        self._block = -1
+        self._block: int | None = None  # record index the tape's last read returned
         self._record = b""
         self.records_read = 0
 
     def _load(self, index: int) -> bytes:
         if index != self._block:
-            if index != self._block + 1:
+            if self._block is None or index != self._block + 1:
                 self.tape.locate(self.first_block + index)
             self._record = self.tape.read(self.record_size)
             self._block = index
@@ -93,10 +93,14 @@ def _safe_target(root: Path, rel: str) -> Path:
     return root.joinpath(*parts)
 
 
-def select_files(maps: MapTables, patterns: Iterable[str]) -> pa.Table:
-    """Rows of the volume's files matching a path, a glob or a directory (with what is below)."""
+def select_files(maps: MapTables, patterns: Iterable[str], exact: bool = False) -> pa.Table:
+    """Rows of the volume's files matching a path, a glob or a directory (with what is below);
+    with `exact`, only the paths given."""
     pats = [p.strip("/") for p in patterns]
     paths = maps.volfiles["path"].to_pylist()
+    if exact:
+        wanted = set(pats)
+        return maps.volfiles.filter(pa.array([path in wanted for path in paths]))
     keep = [
         any(
             p == "" or path == p or path.startswith(p + "/") or fnmatch.fnmatchcase(path, p)
@@ -110,14 +114,17 @@ def select_files(maps: MapTables, patterns: Iterable[str]) -> pa.Table:
 def restore_files(
     tape: TapeDrive,
     maps: MapTables,
-    first_block: int,
     patterns: Iterable[str],
     target: Path,
+    *,
+    exact: bool = False,
 ) -> FileRestore:
-    """Restore the selected files and directories of the volume under `target`."""
+    """Restore the selected files and directories of the volume under `target`, reading only
+    the records that hold their clusters."""
     target = Path(target)
     target.mkdir(parents=True, exist_ok=True)
-    chosen = select_files(maps, patterns)
+    first_block = maps.first_block
+    chosen = select_files(maps, patterns, exact)
     extents: dict[int, list[tuple[int, int | None, int]]] = {}
     ext = maps.extents.to_pydict()
     wanted = set(chosen["inode"].to_pylist())
@@ -184,7 +191,6 @@ def image_plan(maps: MapTables, device: BlockDevice, tape: TapeDrive | None) -> 
 def restore_image(
     tape: TapeDrive,
     maps: MapTables,
-    first_block: int,
     device: BlockDevice,
     copy_manager: ScsiDevice | None,
 ) -> CopyOutcome:
@@ -195,6 +201,6 @@ def restore_image(
             f"target holds {device.geometry().size} bytes; the volume needs {maps.geometry.size}"
         )
     plan = image_plan(maps, device, tape)
-    tape.locate(first_block)
+    tape.locate(maps.first_block)
     manager = copy_manager if plan.disk is not None else None
     return execute_plan(plan, disk=device, tape=tape, copy_manager=manager)
