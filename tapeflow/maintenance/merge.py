@@ -130,7 +130,10 @@ def _merge_session(
                 started=created,
             )
             cat.finish_session(
-                sid, session.state, files=session.members, bytes=session.stream_bytes,
+                sid,
+                session.state,
+                files=session.members,
+                bytes=session.stream_bytes,
                 ended=created,
             )
             result.sessions_added.append(sid)

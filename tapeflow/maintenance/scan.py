@@ -344,8 +344,8 @@ class Scanner:
     ) -> tuple[str, int] | None:
         """(barcode, tape file) of part `sequence` of a session, searching the candidates; the
         drive holding it is left positioned after its continuation record."""
-        candidates = self.candidates if self.candidates is not None else (
-            self.mounts.library_barcodes()
+        candidates = (
+            self.candidates if self.candidates is not None else (self.mounts.library_barcodes())
         )
         keep = self._keep(origin) if origin else set()
         for cand in candidates:
@@ -428,12 +428,23 @@ class Scanner:
         sized = []
         for i, p in enumerate(parts):
             end = parts[i + 1].offset if i + 1 < len(parts) else stream_bytes
-            sized.append(ScannedPart(p.barcode, p.tape_file, p.sequence, p.offset,
-                                     p.first_block, max(end - p.offset, 0)))
+            sized.append(
+                ScannedPart(
+                    p.barcode,
+                    p.tape_file,
+                    p.sequence,
+                    p.offset,
+                    p.first_block,
+                    max(end - p.offset, 0),
+                )
+            )
         table = rows.table() if rows is not None else FILE_SCHEMA.empty_table()
         if rows is not None and rows.session_id != info.session_id:
-            table = table.set_column(0, FILE_SCHEMA.field("session_id"),
-                                     pa.array([info.session_id] * table.num_rows, pa.string()))
+            table = table.set_column(
+                0,
+                FILE_SCHEMA.field("session_id"),
+                pa.array([info.session_id] * table.num_rows, pa.string()),
+            )
         return ScannedSession(info, sized, state, table, members, stream_bytes, problem, cut)
 
 
