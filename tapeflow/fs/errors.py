@@ -18,3 +18,7 @@ class BadBootSector(FsError):
 class CorruptStructure(FsError):
     """A metadata structure is damaged: a looping or out-of-range FAT chain, a runlist past
     the volume's end, an MFT record with a bad fixup or signature, a malformed directory."""
+
+
+class UnsupportedFeature(FsError):
+    """The volume uses something this parser does not read (encrypted file content)."""

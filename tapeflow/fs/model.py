@@ -38,6 +38,8 @@ class FsEntry:
     crtime: datetime | None = None  # creation time
     resident: bytes | None = None  # NTFS resident $DATA (then `extents` is empty)
     extents: list[Extent] = field(default_factory=list)
+    compression_unit: int = 0  # NTFS: clusters per LZNT1 compression unit; 0 = not compressed
+    initialized: int | None = None  # NTFS: bytes of valid data when less than `size`
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,8 @@ VOLUME_FILE_SCHEMA = pa.schema(
         pa.field("ctime", pa.timestamp("us", tz="UTC")),
         pa.field("crtime", pa.timestamp("us", tz="UTC")),
         pa.field("resident", pa.binary()),
+        pa.field("compression_unit", pa.int32()),
+        pa.field("initialized", pa.int64()),
     ]
 )
 
@@ -109,6 +113,8 @@ def entries_to_batches(
         cols["ctime"].append(e.ctime)
         cols["crtime"].append(e.crtime)
         cols["resident"].append(e.resident)
+        cols["compression_unit"].append(e.compression_unit or None)
+        cols["initialized"].append(e.initialized)
         for x in e.extents:
             ext["inode"].append(e.inode)
             ext["vcn"].append(x.vcn)
