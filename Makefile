@@ -18,6 +18,8 @@ bench:           ## every benchmark, each with its reference measured in the sam
 	.venv/bin/python -m bench.writer_bench
 	.venv/bin/python -m bench.catalog_bench
 	.venv/bin/python -m bench.master_bench
+	.venv/bin/python -m bench.fs_bench
+	.venv/bin/python -m bench.serverless_bench
 
 lint:
 	.venv/bin/ruff check .

@@ -62,6 +62,47 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serverless(args: argparse.Namespace) -> int:
+    """Run a serverless backup of volumes."""
+    from flows.serverless import serverless_backup
+
+    outcome = serverless_backup(
+        volumes=args.volume,
+        pool=args.pool,
+        library=args.library,
+        catalog=args.catalog,
+        mode=args.mode,
+        multistream=not args.single_stream,
+    )
+    if args.json:
+        print(json.dumps(outcome, indent=2))
+    else:
+        print(f"job {outcome['job_id']}: {outcome['state']}, {outcome['bytes'] / 1e6:.1f} MB")
+        for row in outcome["slaves"]:
+            print(f"  {row['source']:<16} {row['state']:<9} {row['MB']:>9} MB  by {row['copy']}")
+    return 0
+
+
+def cmd_restore_image(args: argparse.Namespace) -> int:
+    """Write a volume back from its serverless backup."""
+    from flows.serverless import restore_image
+
+    out = restore_image(
+        source=args.source,
+        target=args.target,
+        at=datetime.fromisoformat(args.at) if args.at else None,
+        overwrite=args.overwrite,
+        library=args.library,
+        catalog=args.catalog,
+    )
+    print(
+        json.dumps(out, indent=2)
+        if args.json
+        else f"{args.source} -> {out['target']}: {out['bytes'] / 1e6:.1f} MB by {out['path']}"
+    )
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Backup and restore demo on a fresh embedded library."""
     from flows.demo import run_demo
@@ -102,6 +143,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--target", help="directory (default: the source's original directory)")
     r.add_argument("--overwrite", choices=["always", "never", "older"], default="always")
     r.set_defaults(func=cmd_restore)
+
+    s = top.add_parser("serverless", parents=[common], help="block-level backup of volumes")
+    s.add_argument("volume", nargs="+", help="NAME=disk:<lun or name> or NAME=/path/to/image")
+    s.add_argument("--pool", default=None)
+    s.add_argument("--mode", choices=["all", "used"], default="all")
+    s.add_argument("--single-stream", action="store_true", help="one slave at a time")
+    s.set_defaults(func=cmd_serverless)
+
+    ri = top.add_parser("restore-image", parents=[common], help="write a volume back")
+    ri.add_argument("source")
+    ri.add_argument("target", help="disk:<name> of the library, or an image file path")
+    ri.add_argument("--at", help="point in time, ISO 8601 (default: latest)")
+    ri.add_argument("--overwrite", action="store_true", help="replace an existing image file")
+    ri.set_defaults(func=cmd_restore_image)
     return parser
 
 

@@ -7,11 +7,14 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from tapeflow.catalog import CatalogError
+from tapeflow.fs.errors import FsError
 from tapeflow.jobs_cli import add_commands as add_catalog_commands
 from tapeflow.library import Inventory, Library, LibraryError, LibrarySpec, default_home
 from tapeflow.scsi.sense import ScsiError
+from tapeflow.snapshot.errors import SnapshotError
 from tapeflow.vtl.errors import VtlError
 
 
@@ -147,6 +150,54 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _embedded_library(address: str):  # noqa: ANN202 - VirtualLibrary, imported lazily
+    from tapeflow.vtl import VirtualLibrary
+
+    spec = LibrarySpec.parse(address)
+    if spec.backend != "embedded" or spec.path is None:
+        raise LibraryError("SAN disks are managed here for the embedded library only")
+    return VirtualLibrary.open(spec.path)
+
+
+def cmd_disk_add(args: argparse.Namespace) -> int:
+    """Add a disk LUN to the embedded SAN, over an image file or new and zero-filled."""
+    if (args.image is None) == (args.size_mb is None):
+        raise LibraryError("give exactly one of --image PATH and --size-mb N")
+    vl = _embedded_library(args.library)
+    size = args.size_mb * 1024 * 1024 if args.size_mb is not None else None
+    vl.add_disk(args.name, image=args.image, size=size)
+    store = vl.disk_store(args.name)
+    _emit(
+        args,
+        {"disk": args.name, "image": str(store.image), "bytes": store.size},
+        f"disk {args.name}: {store.size / 1e6:.1f} MB over {store.image}",
+    )
+    return 0
+
+
+def cmd_disk_list(args: argparse.Namespace) -> int:
+    """The embedded SAN's disks and their snapshots."""
+    vl = _embedded_library(args.library)
+    rows = []
+    for name in vl.disks():
+        store = vl.disk_store(name)
+        rows.append(
+            {
+                "disk": name,
+                "image": str(store.image),
+                "bytes": store.size,
+                "snapshots": store.snapshots(),
+            }
+        )
+    text = "\n".join(
+        f"{r['disk']:<16} {r['bytes'] / 1e6:>10.1f} MB  {r['image']}"
+        + (f"  snapshots: {', '.join(r['snapshots'])}" if r["snapshots"] else "")
+        for r in rows
+    )
+    _emit(args, rows, text or "no disks")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command tree."""
     common = argparse.ArgumentParser(add_help=False)
@@ -195,6 +246,16 @@ def build_parser() -> argparse.ArgumentParser:
     exp = sub.add_parser("export", parents=[common], help="storage slot -> mail slot")
     exp.add_argument("barcode")
     exp.set_defaults(func=cmd_export)
+    disk = sub.add_parser("disk", help="disk LUNs of the embedded SAN (serverless sources)")
+    dsub = disk.add_subparsers(dest="disk_command", required=True)
+    dadd = dsub.add_parser("add", parents=[common], help="add a disk LUN")
+    dadd.add_argument("name")
+    dadd.add_argument("--image", type=Path, help="use this image file in place")
+    dadd.add_argument("--size-mb", type=int, help="or a new zero-filled disk of this size")
+    dadd.set_defaults(func=cmd_disk_add)
+    dsub.add_parser("list", parents=[common], help="disks and snapshots").set_defaults(
+        func=cmd_disk_list
+    )
     add_catalog_commands(top, common)
     return parser
 
@@ -204,6 +265,8 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     ScsiError,
     VtlError,
     CatalogError,
+    FsError,
+    SnapshotError,
     ValueError,
     OSError,
 )

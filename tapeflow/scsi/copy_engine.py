@@ -79,14 +79,17 @@ def run_segments(
     def emit(data: bytes | memoryview) -> None:
         nonlocal early
         buf.extend(data)
-        while len(buf) >= record_size:
-            try:
-                tape.write(memoryview(buf)[:record_size])
-            except VolumeOverflow:
-                raise
-            except EndOfMedium:
-                early = True  # written; the drive only warns that the end is near
-            del buf[:record_size]
+        pos = 0
+        with memoryview(buf) as view:
+            while len(buf) - pos >= record_size:
+                try:
+                    tape.write(view[pos : pos + record_size])
+                except VolumeOverflow:
+                    raise
+                except EndOfMedium:
+                    early = True  # written; the drive only warns that the end is near
+                pos += record_size
+        del buf[:pos]  # one move of the residue, not one per record
 
     def take(n: int) -> bytes:
         while len(buf) < n:

@@ -53,6 +53,7 @@ class ServerlessResult:
     record_size: int
     stream_bytes: int
     volume: VolumeInfo
+    image_size: int  # bytes of the stored image (the whole partition)
     runs: list[fmt.Run]
     cow_runs: list[fmt.Run]
     copies: list[CopyOutcome] = field(default_factory=list)
@@ -65,24 +66,28 @@ class ServerlessResult:
         return "xcopy" if all(c.path == "xcopy" for c in self.copies) else "host"
 
 
-def copy_runs(info: VolumeInfo, used: list[tuple[int, int]], mode: str) -> list[tuple[int, int]]:
-    """Byte runs of the volume to store: everything, or metadata + clusters in use + tail."""
+def copy_runs(
+    info: VolumeInfo, used: list[tuple[int, int]], mode: str, size: int
+) -> list[tuple[int, int]]:
+    """Byte runs of the `size`-byte image to store: everything, or what precedes the cluster
+    area (boot sector, FATs, root directory), the clusters in use, and what follows the
+    cluster area (e.g. NTFS's backup boot sector)."""
     if mode not in MODES:
         raise ValueError(f"unknown serverless mode {mode!r}; use one of {MODES}")
     if mode == "all":
-        return [(0, info.size)]
+        return [(0, size)]
     first_cluster = info.cluster_offset(0 if info.cluster_base == 0 else 2)
     end_clusters = info.cluster_offset(info.total_clusters)
     runs = [(0, first_cluster)]
     runs += [(info.cluster_offset(lcn), n * info.cluster_size) for lcn, n in used]
-    if end_clusters < info.size:
-        runs.append((end_clusters, info.size - end_clusters))
+    if end_clusters < size:
+        runs.append((end_clusters, size - end_clusters))
     out = []
     for start, length in coalesce(runs):
-        end = min(start + length, info.size)
+        end = min(start + length, size)
         start, end = start - start % 512, end + (-end % 512)
         if end > start:
-            out.append((start, min(end, info.size) - start))
+            out.append((start, min(end, size) - start))
     return coalesce(out)
 
 
@@ -122,13 +127,16 @@ def write_session(
     block = origin.geometry().block_length
     base_lba = volume_offset // block
 
-    runs = copy_runs(info, used, mode)
+    size = origin.geometry().size - volume_offset  # the whole partition: NTFS keeps a backup
+    if size < info.size:  # boot sector after its last cluster
+        raise ValueError(f"{source}: the disk ({size} bytes) is smaller than the volume it holds")
+    runs = copy_runs(info, used, mode, size)
     image_name = f"{source}.img"
     plan = CopyPlan(disk_id, tape_id, block, record_size)
     info_hdr = fmt.session_info(session_id, job_id, source, record_size, created)
     plan.add_inline(info_hdr.global_header())
     chunks = None if mode == "all" else _chunks_map(runs)
-    plan.add_inline(fmt.image_member_header(image_name, info.size, chunks, created))
+    plan.add_inline(fmt.image_member_header(image_name, size, chunks, created))
     stored: list[fmt.Run] = []
     for offset, length in runs:
         at = plan.add_blocks(base_lba + offset // block, length // block)
@@ -143,12 +151,10 @@ def write_session(
     stream_start = plan.stream_bytes
     cow_runs: list[fmt.Run] = []
     if frozen is not None:
-        modified = [
-            (o, min(n, info.size - o)) for o, n in coalesce(frozen.modified_runs()) if o < info.size
-        ]
+        modified = [(o, min(n, size - o)) for o, n in coalesce(frozen.modified_runs()) if o < size]
         snap_id = unit_designator(frozen.device.dev) if xcopy else None
         plan2 = CopyPlan(snap_id, tape_id, block, record_size)
-        plan2.add_inline(fmt.sparse_member_header(f"{source}.cow", info.size, modified, created))
+        plan2.add_inline(fmt.sparse_member_header(f"{source}.cow", size, modified, created))
         for offset, length in modified:
             at = plan2.add_blocks(base_lba + offset // block, length // block)
             cow_runs.append(fmt.Run(offset, length, stream_start + at))
@@ -175,6 +181,7 @@ def write_session(
         record_size=record_size,
         stream_bytes=total,
         volume=info,
+        image_size=size,
         runs=stored,
         cow_runs=cow_runs,
         copies=copies,

@@ -52,6 +52,7 @@ class MapTables:
     tape_file: int
     record_size: int
     first_block: int  # tape block of the session's first record (its global header)
+    image_size: int  # bytes of the stored image: an image restore writes this many
 
     def file_rows(self, session_id: str, barcode: str) -> pa.Table:
         """FILE_SCHEMA rows (no checksum: the host never read the data)."""
@@ -91,6 +92,7 @@ class MapTables:
             "tape_file": str(self.tape_file),
             "record_size": str(self.record_size),
             "first_block": str(self.first_block),
+            "image_size": str(self.image_size),
         }
         for name, table in (
             ("volfiles", self.volfiles),
@@ -127,6 +129,7 @@ def build_maps(result: ServerlessResult, entries: tuple[pa.Table, pa.Table]) -> 
         result.tape_file,
         rs,
         result.first_block,
+        result.image_size,
     )
 
 
@@ -146,5 +149,6 @@ def load_maps(directory: Path, session_id: str) -> tuple[MapTables, str]:
         int(meta["tape_file"]),
         int(meta["record_size"]),
         int(meta["first_block"]),
+        int(meta["image_size"]),
     )
     return maps, meta["barcode"]

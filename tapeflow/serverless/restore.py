@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from tapeflow.fs.content import compressed_content
 from tapeflow.scsi.device import ScsiDevice
 from tapeflow.scsi.sbc import BlockDevice
 from tapeflow.scsi.tape import TapeDrive
@@ -145,14 +146,25 @@ def restore_files(
         dest.parent.mkdir(parents=True, exist_ok=True)
         size = row["size"]
         with open(dest, "wb") as fh:
+            runs = sorted(extents.get(row["inode"], []))
             if row["resident"] is not None:
                 fh.write(row["resident"][:size])
+            elif row["compression_unit"]:
+
+                def clusters(lcn: int, n: int) -> bytes:
+                    return read_volume_range(
+                        reader, layers, geo.cluster_offset(lcn), n * geo.cluster_size
+                    )
+
+                unit = row["compression_unit"]
+                fh.write(compressed_content(runs, size, unit, geo.cluster_size, clusters))
             else:
-                for vcn, lcn, n in sorted(extents.get(row["inode"], [])):
+                valid = size if row["initialized"] is None else row["initialized"]
+                for vcn, lcn, n in runs:
                     start = vcn * geo.cluster_size
-                    if start >= size:
-                        break
-                    want = min(n * geo.cluster_size, size - start)
+                    if start >= valid:
+                        break  # past the valid data: zeros (the truncate below)
+                    want = min(n * geo.cluster_size, valid - start)
                     fh.seek(start)
                     if lcn is None:
                         fh.write(bytes(want))
@@ -196,9 +208,9 @@ def restore_image(
 ) -> CopyOutcome:
     """Write the whole volume back onto `device` (a disk LUN, or an ImageBlockDevice over a
     file already sized to the volume)."""
-    if device.geometry().size < maps.geometry.size:
+    if device.geometry().size < maps.image_size:
         raise ValueError(
-            f"target holds {device.geometry().size} bytes; the volume needs {maps.geometry.size}"
+            f"target holds {device.geometry().size} bytes; the volume needs {maps.image_size}"
         )
     plan = image_plan(maps, device, tape)
     tape.locate(maps.first_block)

@@ -82,7 +82,7 @@ def restore_volume(
         if path.exists() and not overwrite:
             raise FileExistsError(f"{path} exists; pass overwrite to replace it")
         with open(path, "wb") as fh:
-            fh.truncate(maps.geometry.size)
+            fh.truncate(maps.image_size)
         device = ImageBlockDevice(path, writable=True)
     board = LeaseBoard(lib.state_dir)
     holder = f"image restore {source}"

@@ -140,8 +140,10 @@ class TgtLibrary:
         cartridges: int = 6,
         cartridge_mb: int = 64,
         barcode_prefix: str = "TG",
+        disks: tuple[Path, ...] = (),
     ) -> None:
-        """Describe the library; nothing starts before ``__enter__``."""
+        """Describe the library; nothing starts before ``__enter__``. `disks` are image files
+        exported as disk LUNs after the changer (a SAN without a copy manager)."""
         if not 1 <= drives <= 64 or not 1 <= slots <= 512 or not 0 <= mail_slots <= 64:
             raise ValueError("drives 1..64, slots 1..512, mail_slots 0..64")
         if not 0 <= cartridges <= slots:
@@ -160,6 +162,8 @@ class TgtLibrary:
         self.tid = 1
         self.drive_luns = list(range(1, drives + 1))
         self.changer_lun = drives + 1
+        self.disks = tuple(Path(d).resolve() for d in disks)
+        self.disk_luns = [self.changer_lun + 1 + i for i in range(len(self.disks))]
         self.transport_address = TRANSPORT_ADDRESS
         self.drive_addresses = [DRIVE_BASE + i for i in range(drives)]
         self.slot_addresses = [SLOT_BASE + i for i in range(slots)]
@@ -329,6 +333,12 @@ class TgtLibrary:
             )
         for addr, barcode in zip(self.slot_addresses, self.barcodes, strict=False):
             self.place(addr, barcode)
+        for i, (lun, image) in enumerate(zip(self.disk_luns, self.disks, strict=True)):
+            self.tgtadm(
+                "--mode", "logicalunit", "--op", "new", "--tid", tid, "--lun", str(lun),
+                "--device-type", "disk", "--backing-store", str(image),
+            )  # fmt: skip
+            self._lu_update(lun, f"vendor_id=TAPEFLOW,product_id=TGT-DISK,scsi_sn=TGTDSK{i:04d}")
         self.tgtadm("--mode", "target", "--op", "bind", "--tid", tid, "-I", "ALL")
 
     # --- media -----------------------------------------------------------------------------------

@@ -1,0 +1,119 @@
+"""Serverless backup on a SAN without a copy manager: tgt exports the FAT volume as a disk LUN
+next to its tape drives; the host executes the same copy plan and the tape says the same."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tapeflow.backup.model import Source
+from tapeflow.library import Library, LibrarySpec
+from tapeflow.scsi.device import ScsiDevice
+from tapeflow.serverless.backup import write_session
+from tapeflow.serverless.slave import map_volume
+from tapeflow.serverless.volumes import VolumeAccess
+from tapeflow.tapefmt import write_label
+from tapeflow.testing.tgt import TgtLibrary
+from tapeflow.vtl import VirtualLibrary
+from tests import fatimages as fat
+
+RECORD = 64 * 1024
+
+
+def _session(lib: Library, drive: int) -> bytes:
+    tape = lib.open_drive(drive)
+    try:
+        tape.rewind()
+        tape.space_filemarks(1)
+        out = bytearray()
+        while True:
+            try:
+                record = tape.read(1 << 20)
+            except Exception:  # noqa: BLE001 - the filemark ends the session
+                break
+            out += record
+        return bytes(out)
+    finally:
+        tape.close()
+
+
+def _backup(spec: LibrarySpec, lib: Library, path: str) -> tuple[str, bytes]:
+    """Label the cartridge in drive 0, back the volume up to it; (copy path, session bytes)."""
+    access = VolumeAccess.open(spec, Source("vol", path, kind="volume", quiet=0.1))
+    tape = lib.open_drive(0)
+    try:
+        write_label(tape, "V0", "V0", "p")
+        with access.frozen() as frozen:
+            info, used, tables = map_volume(access, frozen.device)
+            result = write_session(
+                session_id="s1",
+                job_id="j1",
+                source="vol",
+                info=info,
+                used=used,
+                entries_tables=tables,
+                origin=access.origin if frozen.tracks_changes else frozen.device,
+                frozen=frozen if frozen.tracks_changes else None,
+                tape=tape,
+                copy_manager=access.copy_manager,
+                mode="used",
+                record_size=RECORD,
+            )
+    finally:
+        tape.close()
+        access.close()
+    assert result.maps is not None and result.maps.volfiles.num_rows > 10
+    return result.path, _session(lib, 0)
+
+
+def test_host_path_on_tgt_writes_what_the_copy_manager_writes(tmp_path: Path) -> None:
+    reason = TgtLibrary.available()
+    if reason:
+        pytest.skip(f"tgt cannot run here: {reason}")
+    src = tmp_path / "src"
+    fat.write_tree(src, {f"d{i % 4}/f{i:03d}.bin": bytes([i]) * (i * 97) for i in range(80)})
+    img = fat.mkfs(tmp_path / "vol.img", 16, 16_000)
+    for entry in sorted(src.iterdir()):
+        fat.mcopy(img, entry)
+    original = img.read_bytes()
+
+    with TgtLibrary(tmp_path / "tgt", drives=1, slots=4, cartridges=2, disks=(img,)) as tgt:
+        spec = LibrarySpec(
+            "iscsi",
+            portal=tgt.portal,
+            target=tgt.target_iqn,
+            changer_lun=tgt.changer_lun,
+            drive_luns=tuple(tgt.drive_luns),
+            name=f"tgt-{tmp_path.name}",
+        )
+        assert spec.open_copy_manager() is None  # tgt has no copy manager
+        with Library(spec) as lib:
+            lib.load(0, slot=1)
+            path, on_tgt = _backup(spec, lib, f"disk:{tgt.disk_luns[0]}")
+    assert path == "host"
+
+    vl = VirtualLibrary.create(tmp_path / "vtl", drives=1, slots=4)
+    copy = tmp_path / "copy.img"
+    copy.write_bytes(original)
+    vl.add_disk("vol", image=copy)
+    espec = LibrarySpec.parse(f"embedded:{vl.root}")
+    with Library(espec) as lib:
+        lib.load(0, slot=1)
+        assert isinstance(ScsiDevice(espec.open_copy_manager()), ScsiDevice)
+        path, on_vtl = _backup(espec, lib, "disk:vol")
+    assert path == "xcopy"
+
+    # Same layout, same volume bytes; only the headers' times differ.
+    assert len(on_tgt) == len(on_vtl)
+    for data, where in ((on_tgt, "tgt"), (on_vtl, "vtl")):
+        out = tmp_path / f"x-{where}"
+        out.mkdir()
+        (tmp_path / f"{where}.tar").write_bytes(data)
+        subprocess.run(["tar", "-xf", str(tmp_path / f"{where}.tar"), "-C", str(out)], check=True)
+        restored = (out / "vol.img").read_bytes()
+        assert len(restored) == len(original)
+        subprocess.run(["fsck.fat", "-n", str(out / "vol.img")], check=True, capture_output=True)
+        listing = fat.run("mdir", "-/", "-b", "-i", out / "vol.img")
+        assert "f079.bin" in listing.lower()
