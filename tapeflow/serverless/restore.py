@@ -90,7 +90,7 @@ def read_volume_range(
 def _safe_target(root: Path, rel: str) -> Path:
     parts = [p for p in rel.split("/") if p not in ("", ".")]
     if not parts or ".." in parts:
-        raise UnsafeMember(f"refusing to restore {rel!r}: outside the target directory")
+        raise UnsafeMember(rel, "refusing to restore outside the target directory")
     return root.joinpath(*parts)
 
 

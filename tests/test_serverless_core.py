@@ -1,0 +1,109 @@
+"""Serverless slave and restores without Prefect: a file restore reads only the records holding
+its clusters; a volume that never goes quiet is not frozen; the session is a valid pax stream."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from tapeflow.backup.model import Pool, SlaveSpec, Source
+from tapeflow.backup.slave import SlaveFailed
+from tapeflow.library import Library
+from tapeflow.scsi.sbc import BlockDevice
+from tapeflow.serverless.maps import load_maps
+from tapeflow.serverless.restore import restore_files
+from tapeflow.serverless.slave import blockmaps_dir, run_serverless_slave
+from tapeflow.tapefmt.errors import UnsafeMember
+from tapeflow.vtl import VirtualLibrary
+from tests import fatimages as fat
+
+MB = 1024 * 1024
+
+
+@pytest.fixture
+def san(tmp_path: Path) -> tuple[VirtualLibrary, dict[str, bytes]]:
+    files = {f"big{i}.bin": bytes([65 + i]) * (3 * MB + 123) for i in range(4)}
+    files["small.txt"] = b"just a few bytes\n"
+    files["dir/inner.txt"] = b"inner\n" * 1000
+    fat.write_tree(tmp_path / "src", files)
+    img = fat.mkfs(tmp_path / "vol.img", 16, 32_000)
+    for entry in sorted((tmp_path / "src").iterdir()):
+        fat.mcopy(img, entry)
+    vl = VirtualLibrary.create(tmp_path / "lib", drives=1, slots=4)
+    vl.add_disk("vol", image=img)
+    return vl, files
+
+
+def _spec(vl: VirtualLibrary, tmp: Path, **source: object) -> SlaveSpec:
+    return SlaveSpec(
+        job_id="j",
+        session_id="s1",
+        subjob=1,
+        source=Source("vol", "disk:vol", kind="volume", **source),  # type: ignore[arg-type]
+        level="full",
+        pool=Pool("p"),
+        library=f"embedded:{vl.root}",
+        files_dir=str(tmp / "catalog" / "files"),
+    )
+
+
+def test_file_restore_reads_only_the_records_of_its_clusters(san: tuple, tmp_path: Path) -> None:
+    vl, files = san
+    spec = _spec(vl, tmp_path, quiet=0.1)
+    result = run_serverless_slave(spec)
+    assert result.state == "complete" and result.copy_path == "xcopy"
+    maps, barcode = load_maps(blockmaps_dir(Path(spec.files_dir)), "s1")
+    session_records = result.bytes // maps.record_size
+    assert session_records > 40
+    with Library(spec.library) as lib:
+        lib.load(0, barcode=barcode)
+        tape = lib.open_drive(0)
+        try:
+            small = restore_files(tape, maps, ["small.txt"], tmp_path / "out1")
+            assert (tmp_path / "out1" / "small.txt").read_bytes() == files["small.txt"]
+            assert small.records_read == 1
+            big = restore_files(tape, maps, ["big2.bin", "dir"], tmp_path / "out2")
+            assert (tmp_path / "out2" / "big2.bin").read_bytes() == files["big2.bin"]
+            assert (tmp_path / "out2" / "dir" / "inner.txt").read_bytes() == files["dir/inner.txt"]
+            assert big.records_read <= (3 * MB) // maps.record_size + 4
+            assert big.records_read < session_records // 3
+            # a hostile catalog row never makes a restore write outside its target
+            paths = maps.volfiles["path"].to_pylist()
+            bad = [("../evil.txt" if p == "small.txt" else p) for p in paths]
+            col = maps.volfiles.schema.get_field_index("path")
+            maps.volfiles = maps.volfiles.set_column(col, "path", pa.array(bad, pa.string()))
+            with pytest.raises(UnsafeMember):
+                restore_files(tape, maps, ["../evil.txt"], tmp_path / "out3", exact=True)
+            assert not (tmp_path / "evil.txt").exists()
+        finally:
+            tape.close()
+
+
+def test_a_volume_that_never_goes_quiet_is_not_frozen(san: tuple, tmp_path: Path) -> None:
+    vl, _ = san
+    stop = threading.Event()
+
+    def writer() -> None:
+        disk = BlockDevice(vl.disk("vol"))
+        while not stop.is_set():
+            disk.write(5000, b"\x00" * 512)
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(SlaveFailed) as exc:
+            run_serverless_slave(_spec(vl, tmp_path, quiet=0.5, freeze_timeout=1.5))
+        assert time.monotonic() - started < 20
+    finally:
+        stop.set()
+        thread.join()
+    assert "FreezeTimeout" in str(exc.value) and "1.5" in str(exc.value)
+    assert vl.disk_store("vol").snapshots() == []  # nothing left behind
+    with Library(f"embedded:{vl.root}") as lib:  # drive unloaded, lease released
+        assert all(d.barcode is None for d in lib.inventory().drives)
