@@ -353,3 +353,33 @@ def test_clear_unloads_what_an_interrupted_job_left(backend: Backend) -> None:
     assert not lib.inventory().drives[1].full
     assert lib.inventory().slots[3].barcode == barcode
     assert lib.clear(1) is None
+
+
+def test_position_is_known_after_rewind_writes_and_end_of_data(backend: Backend) -> None:
+    """Drives that answer READ POSITION with zeros (tgt) still give the right position: the
+    handle tracks its own moves and finds end-of-data with SPACE alone."""
+    drive = loaded(backend)
+    try:
+        drive.rewind()
+        assert (drive.position().block, drive.position().file) == (0, 0)
+        for f in range(3):
+            for b in range(f + 1):
+                drive.write(f"file {f} block {b}".encode())
+            drive.write_filemarks(1)
+        assert (drive.position().block, drive.position().file) == (9, 3)
+        drive.locate(3)  # objects: f0b0 FM f1b0 f1b1 FM f2b0 f2b1 f2b2 FM
+        assert drive.position().block == 3
+        assert drive.read(BLOCK) == b"file 1 block 1"
+        drive.end_of_data()  # a fresh count from the beginning on tgt
+        assert (drive.position().block, drive.position().file) == (9, 3)
+        drive.write(b"appended")
+        assert drive.position().block == 10
+        other = backend.library.open_drive(0)  # a new handle knows nothing yet
+        try:
+            other.end_of_data()
+            assert (other.position().block, other.position().file) == (10, 3)
+        finally:
+            other.close()
+    finally:
+        drive.close()
+        backend.library.unload(0)
