@@ -23,7 +23,7 @@ def library(value: str | None) -> tuple[LibrarySpec, str]:
     """(spec, drive tag) from a TapeLibrary block name or a library address."""
     if value and any(c in value for c in ":/"):
         spec = LibrarySpec.parse(value)
-        return spec, f"tape-drive:{spec.name}"
+        return spec, f"tape-drive:{spec.tag_name}"  # a virtual library: tape-drive:<lib>:<vlib>
     block = _load(TapeLibrary, value or "default") or TapeLibrary()
     return block.spec(), block.tag
 

@@ -2,6 +2,8 @@
 
 Works the same on every backend; every move is serialized per library on the host with a
 file lock (the find-a-free-slot-then-move sequence must not interleave between processes).
+A spec with `vlib` limits the library to that virtual library's drives and slots (physical
+numbers kept; see tapeflow.library.partitions).
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from tapeflow.library.errors import (
     DriveOccupied,
     DriveOutOfRange,
     NoFreeSlot,
+    NotInPartition,
     SlotEmpty,
     SlotOccupied,
     SlotOutOfRange,
     UnknownBarcode,
 )
+from tapeflow.library.partitions import Partition, get_partition, load_partitions
 from tapeflow.library.spec import LibrarySpec
 from tapeflow.scsi.changer import MediumChanger
 from tapeflow.scsi.element_status import Element, ElementType
@@ -125,7 +129,19 @@ class Library:
         return {t: [e for e in every if e.type == t] for t in ElementType}
 
     def inventory(self) -> Inventory:
-        """Drives, slots and mail slots with their barcodes."""
+        """Drives, slots and mail slots with their barcodes (of the virtual library, if any)."""
+        inv = self.physical_inventory()
+        part = self.partition()
+        if part is None:
+            return inv
+        return Inventory(
+            [d for d in inv.drives if d.number in part.drives],
+            [s for s in inv.slots if s.number in part.slots],
+            inv.mail_slots,
+        )
+
+    def physical_inventory(self) -> Inventory:
+        """Drives, slots and mail slots of the whole physical library."""
         with self._lock:
             els = self._elements()
         slot_no = {e.address: i + 1 for i, e in enumerate(els[ElementType.STORAGE])}
@@ -175,14 +191,58 @@ class Library:
             raise DriveOutOfRange(f"drive {number} is out of range 0..{len(drives) - 1}")
         return drives[number]
 
+    # --- virtual library ---------------------------------------------------------------------
+    def partition(self) -> Partition | None:
+        """The virtual library this handle is limited to; None for the physical library."""
+        if self.spec.vlib is None:
+            return None
+        return get_partition(self.state_dir, self.spec.vlib)
+
+    def _check_partition(
+        self,
+        els: dict[ElementType, list[Element]],
+        *,
+        drive: int | None = None,
+        address: int | None = None,
+    ) -> None:
+        """NotInPartition when `drive` or the storage slot at `address` is outside the vlib."""
+        part = self.partition()
+        if part is None:
+            return
+        if drive is not None and drive not in part.drives:
+            raise NotInPartition(f"drive {drive} is not in virtual library {part.name!r}")
+        numbers = {e.address: i + 1 for i, e in enumerate(els[ElementType.STORAGE])}
+        slot = numbers.get(address) if address is not None else None
+        if slot is not None and slot not in part.slots:
+            raise NotInPartition(f"slot {slot} is not in virtual library {part.name!r}")
+
+    def _free_slots(self, els: dict[ElementType, list[Element]]) -> list[Element]:
+        """Empty storage slots a cartridge may go to: the vlib's own; for the physical library
+        those of no vlib first."""
+        storage = els[ElementType.STORAGE]
+        free = [(i + 1, e) for i, e in enumerate(storage) if not e.full]
+        part = self.partition()
+        if part is not None:
+            return [e for n, e in free if n in part.slots]
+        owned = {s for p in load_partitions(self.state_dir).values() for s in p.slots}
+        return [e for n, e in free if n not in owned] + [e for n, e in free if n in owned]
+
     # --- moves -------------------------------------------------------------------------------
     def move(self, source: int, destination: int) -> None:
         """Raw MOVE MEDIUM between element addresses (device errors pass through typed)."""
         with self._moving():
             self.changer.move(source, destination)
 
-    def load(self, drive: int, *, barcode: str | None = None, slot: int | None = None) -> str:
-        """Move a cartridge (by barcode or slot number) into `drive`, wait until ready.
+    def load(
+        self,
+        drive: int,
+        *,
+        barcode: str | None = None,
+        slot: int | None = None,
+        wait: bool = True,
+    ) -> str:
+        """Move a cartridge (by barcode or slot number) into `drive`, wait until ready (unless
+        `wait` is False: a cleaning cartridge never becomes ready).
 
         Returns the barcode loaded.
         """
@@ -191,6 +251,7 @@ class Library:
         with self._moving():
             els = self._elements()
             target = self._drive(els, drive)
+            self._check_partition(els, drive=drive)
             if target.full:
                 raise DriveOccupied(
                     f"drive {drive} already holds {target.barcode or 'a cartridge'}"
@@ -213,8 +274,11 @@ class Library:
                 source = self._slot(els, slot)
                 if not source.full:
                     raise SlotEmpty(f"slot {slot} is empty")
+            self._check_partition(els, address=source.address)
             self.changer.move(source.address, target.address)
             loaded = source.barcode or ""
+        if not wait:
+            return loaded
         handle = self.open_drive(drive)
         try:
             handle.wait_ready()
@@ -227,10 +291,12 @@ class Library:
         with self._moving():
             els = self._elements()
             source = self._drive(els, drive)
+            self._check_partition(els, drive=drive)
             if not source.full:
                 raise DriveEmpty(f"drive {drive} is empty")
             if slot is not None:
                 dest = self._slot(els, slot)
+                self._check_partition(els, address=dest.address)
                 if dest.full:
                     raise SlotOccupied(f"slot {slot} holds {dest.barcode or 'a cartridge'}")
             else:
@@ -253,10 +319,11 @@ class Library:
         return self.unload(drive) if target.full else None
 
     def _home_slot(self, els: dict[ElementType, list[Element]], drive: Element) -> Element:
-        free = [e for e in els[ElementType.STORAGE] if not e.full]
-        home = next((e for e in free if e.address == drive.source_address), None)
+        storage = els[ElementType.STORAGE]
+        home = next((e for e in storage if not e.full and e.address == drive.source_address), None)
         if home is not None:
             return home
+        free = self._free_slots(els)
         if not free:
             raise NoFreeSlot("no free storage slot to put the cartridge back")
         return free[0]
@@ -272,12 +339,13 @@ class Library:
             if not source.full:
                 raise SlotEmpty(f"mail slot {mail_slot} is empty")
             if slot is None:
-                free = [e for e in els[ElementType.STORAGE] if not e.full]
+                free = self._free_slots(els)
                 if not free:
                     raise NoFreeSlot("no free storage slot for the imported cartridge")
                 dest = free[0]
             else:
                 dest = self._slot(els, slot)
+                self._check_partition(els, address=dest.address)
             self.changer.move(source.address, dest.address)
             return source.barcode or ""
 
@@ -290,6 +358,7 @@ class Library:
             )
             if source is None:
                 raise UnknownBarcode(f"no cartridge {barcode!r} in a storage slot")
+            self._check_partition(els, address=source.address)
             mails = els[ElementType.IMPORT_EXPORT]
             free = [i for i, e in enumerate(mails) if not e.full]
             if not free:
@@ -320,6 +389,9 @@ class Library:
         count = self.drive_count
         if not 0 <= drive < count:
             raise DriveOutOfRange(f"drive {drive} is out of range 0..{count - 1}")
+        part = self.partition()
+        if part is not None and drive not in part.drives:
+            raise NotInPartition(f"drive {drive} is not in virtual library {part.name!r}")
         with self._moving():
             flags = self._online_flags(count)
             flags[drive] = online
@@ -328,5 +400,7 @@ class Library:
             os.replace(tmp, self._online_path())
 
     def online_drives(self) -> list[int]:
-        """Numbers of the drives tapeflow may use."""
-        return [i for i, on in enumerate(self._online_flags(self.drive_count)) if on]
+        """Numbers of the drives tapeflow may use (those of the virtual library, if any)."""
+        part = self.partition()
+        flags = self._online_flags(self.drive_count)
+        return [i for i, on in enumerate(flags) if on and (part is None or i in part.drives)]

@@ -3,15 +3,36 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
-from tapeflow.library.errors import BadLibrarySpec
+from tapeflow.library.errors import BadLibrarySpec, InvalidName
+from tapeflow.library.statefile import check_name
 from tapeflow.scsi.transport import Transport
 
 Backend = Literal["embedded", "iscsi", "sg"]
+VLIB_NAME_MAX = 16
+# joins a library's name and a virtual library's in its drive tag; not "/": Prefect bans "/"
+# in concurrency limit names, and a tag's limit is the global limit "tag:<tag>"
+VLIB_TAG_SEPARATOR = ":"
+
+
+def vlib_tag(tag: str, vlib: str) -> str:
+    """The drive tag of virtual library `vlib` of the library whose tag is `tag`."""
+    return f"{tag}{VLIB_TAG_SEPARATOR}{vlib}"
+
+
+def _vlib(text: str, query: str) -> str | None:
+    """The `vlib=NAME` parameter of an address's query (a virtual library), validated."""
+    values = parse_qs(query, keep_blank_values=True).get("vlib")
+    if not values:
+        return None
+    try:
+        return check_name("virtual library", values[-1], VLIB_NAME_MAX)
+    except InvalidName as exc:
+        raise BadLibrarySpec(f"{text!r}: {exc}") from exc
 
 
 def default_home() -> Path:
@@ -33,11 +54,22 @@ class LibrarySpec:
     drive_devices: tuple[str, ...] = ()  # sg
     initiator: str | None = None
     name: str = field(default="default")
+    vlib: str | None = None  # a virtual library (partition) of this physical library
+
+    @property
+    def tag_name(self) -> str:
+        """`name`, or `name:vlib` for a virtual library (the drive tag is tape-drive:<this>)."""
+        return vlib_tag(self.name, self.vlib) if self.vlib else self.name
+
+    def with_vlib(self, vlib: str | None) -> LibrarySpec:
+        """The same library limited to virtual library `vlib` (None: the physical library)."""
+        return replace(self, vlib=vlib)
 
     @classmethod
     def parse(cls, text: str) -> LibrarySpec:
         """Parse `embedded:/dir` (or a bare path), `iscsi://host:port/iqn/lun?drives=1,2`,
-        `sg:/dev/sgN?drives=/dev/sgA,/dev/sgB`."""
+        `sg:/dev/sgN?drives=/dev/sgA,/dev/sgB`; any of them may add `vlib=NAME` to the query
+        (`embedded:/dir?vlib=NAME`) to address one virtual library of that library."""
         text = text.strip()
         if not text:
             raise BadLibrarySpec("empty library address")
@@ -61,6 +93,7 @@ class LibrarySpec:
                 drive_luns=drives,
                 initiator=(query.get("initiator") or [None])[0],
                 name=(query.get("name") or [parts[0].rsplit(":", 1)[-1]])[0],
+                vlib=_vlib(text, url.query),
             )
         if text.startswith("sg:"):
             url = urlsplit(text)
@@ -70,23 +103,40 @@ class LibrarySpec:
             if not url.path or not drives:
                 raise BadLibrarySpec(f"{text!r}: expected sg:/dev/sgN?drives=/dev/sgA,/dev/sgB")
             return cls(
-                "sg", changer_device=url.path, drive_devices=drives, name=Path(url.path).name
+                "sg",
+                changer_device=url.path,
+                drive_devices=drives,
+                name=Path(url.path).name,
+                vlib=_vlib(text, url.query),
             )
-        path = Path(text.removeprefix("embedded:")).expanduser()
-        return cls("embedded", path=path, name=path.name or "embedded")
+        raw, _, query = text.removeprefix("embedded:").partition("?")
+        if set(parse_qs(query, keep_blank_values=True)) - {"vlib"}:
+            raise BadLibrarySpec(f"{text!r}: an embedded address only takes ?vlib=NAME")
+        path = Path(raw).expanduser()
+        return cls("embedded", path=path, name=path.name or "embedded", vlib=_vlib(text, query))
 
     def __str__(self) -> str:
+        query: list[str] = []
         if self.backend == "iscsi":
-            drives = ",".join(map(str, self.drive_luns))
-            return f"iscsi://{self.portal}/{self.target}/{self.changer_lun}" + (
-                f"?drives={drives}" if drives else ""
-            )
-        if self.backend == "sg":
-            return f"sg:{self.changer_device}?drives={','.join(self.drive_devices)}"
-        return f"embedded:{self.path}"
+            base = f"iscsi://{self.portal}/{self.target}/{self.changer_lun}"
+            if self.drive_luns:
+                query.append(f"drives={','.join(map(str, self.drive_luns))}")
+            if self.initiator:
+                query.append(f"initiator={self.initiator}")
+            if self.target and self.name != self.target.rsplit(":", 1)[-1]:
+                query.append(f"name={self.name}")  # the name keys the host-side state dir
+        elif self.backend == "sg":
+            base = f"sg:{self.changer_device}"
+            query.append(f"drives={','.join(self.drive_devices)}")
+        else:
+            base = f"embedded:{self.path}"
+        if self.vlib:
+            query.append(f"vlib={self.vlib}")
+        return base + (f"?{'&'.join(query)}" if query else "")
 
     def state_dir(self) -> Path:
-        """Where tapeflow keeps this library's host-side state (drive online flags, locks)."""
+        """Where tapeflow keeps this library's host-side state (drive online flags, locks);
+        shared by the physical library and all its virtual libraries."""
         if self.backend == "embedded" and self.path is not None:
             return self.path / "tapeflow-state"
         return default_home() / "libraries" / self.name
