@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from tapeflow.backup.model import Pool, Source
 from tapeflow.library import LibrarySpec, default_home
+from tapeflow.library.spec import vlib_tag
 
 
 class TapeLibrary(Block):
@@ -31,6 +32,9 @@ class TapeLibrary(Block):
     changer_device: str | None = Field(None, description="sg: /dev/sgN of the changer")
     drive_devices: list[str] = Field(default_factory=list, description="sg: drives in order")
     drive_tag: str | None = Field(None, description="default tape-drive:<name>")
+    vlib: str | None = Field(
+        None, description="a virtual library of this library: its drives and slots only"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> TapeLibrary:
@@ -44,14 +48,15 @@ class TapeLibrary(Block):
 
     @property
     def tag(self) -> str:
-        """The Prefect tag on every slave of this library."""
-        return self.drive_tag or f"tape-drive:{self.name}"
+        """The Prefect tag on every slave of this library (a virtual library: `<tag>:<vlib>`)."""
+        base = self.drive_tag or f"tape-drive:{self.name}"
+        return vlib_tag(base, self.vlib) if self.vlib else base
 
     def spec(self) -> LibrarySpec:
         """The core's address of this library."""
         if self.backend == "embedded":
             path = Path(self.path) if self.path else default_home() / "library"
-            return LibrarySpec("embedded", path=path, name=self.name)
+            return LibrarySpec("embedded", path=path, name=self.name, vlib=self.vlib)
         if self.backend == "iscsi":
             return LibrarySpec(
                 "iscsi",
@@ -60,12 +65,14 @@ class TapeLibrary(Block):
                 changer_lun=self.changer_lun,
                 drive_luns=tuple(self.drive_luns),
                 name=self.name,
+                vlib=self.vlib,
             )
         return LibrarySpec(
             "sg",
             changer_device=self.changer_device,
             drive_devices=tuple(self.drive_devices),
             name=self.name,
+            vlib=self.vlib,
         )
 
 
@@ -81,13 +88,23 @@ class MediaPool(Block):
     last_slot: int | None = None
     retention_days: int = Field(30, ge=0)
     append: bool = Field(True, description="False: one session per cartridge")
+    scratch: str | None = Field(
+        "scratch", description="pool of labelled blanks to take when none is free (empty: never)"
+    )
 
     def pool(self) -> Pool:
         """The core's pool."""
         slots = None
         if self.first_slot is not None or self.last_slot is not None:
             slots = (self.first_slot or 1, self.last_slot or 1 << 16)
-        return Pool(self.name, tuple(self.barcodes), slots, self.retention_days, self.append)
+        return Pool(
+            self.name,
+            tuple(self.barcodes),
+            slots,
+            self.retention_days,
+            self.append,
+            scratch=self.scratch or None,
+        )
 
 
 class Catalog(Block):

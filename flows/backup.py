@@ -19,11 +19,14 @@ from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import resolve
+from flows.reports import publish_job_report
+from flows.rotation import rotated
 from tapeflow.backup.master import JobOutcome, finish_job, prepare_job, record_slave
 from tapeflow.backup.model import Level, SlaveResult, SlaveSpec
 from tapeflow.backup.operations import run_operation
 from tapeflow.backup.slave import SlaveFailed
 from tapeflow.catalog import Catalog
+from tasks import alerts
 from tasks.backup import backup_slave
 from tasks.drives import sync_drive_limit
 from tasks.verify import verify as verify_task
@@ -134,15 +137,20 @@ def backup(
     catalog: str | None = None,
     verify: bool = False,
     compression: bool = False,
+    media_wait: float = 0.0,
     multistream: bool = True,
     pre: list[str] | None = None,
     post: list[str] | None = None,
+    rotation: str | dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Back up `sources` (one slave each) to `pool` on `library`; returns the job outcome."""
+    """Back up `sources` (one slave each) to `pool` on `library`; returns the job outcome.
+    rotation="gfs" (or a GFS settings dict) picks the day's pool and level instead."""
     log = get_run_logger()
     job_id = str(current_run.id or f"local-{time.time_ns()}")
     spec, tag = resolve.library(library)
     media_pool = resolve.pool(pool)
+    if rotation is not None:
+        media_pool, level = rotated(rotation, media_pool, level)
     source_list = resolve.sources(sources)
     catalog_path = resolve.catalog(catalog)
     for op in pre or []:
@@ -160,6 +168,7 @@ def backup(
         level=level,
         library=str(spec),
         compression=compression,
+        media_wait=media_wait,
         parameters={
             "sources": [s.__dict__ for s in source_list],
             "level": level,
@@ -201,10 +210,12 @@ def backup(
         description=f"job {job_id}: {outcome.state}, {outcome.files} files, "
         f"{outcome.bytes / 1e6:.1f} MB",
     )
+    publish_job_report(catalog_path, job_id)
     for op in post or []:
         log.info("post: %s", op)
         run_operation(op, outcome.to_dict())
     if outcome.state != "complete":
+        alerts.job_failed(job_id, spec.name, media_pool.name, outcome.state, outcome.errors)
         raise JobFailed(f"job {job_id} {outcome.state}: " + "; ".join(outcome.errors))
     timeline = [(r.drive, r.started, r.ended) for r in results if r.drive is not None]
     return {**outcome.to_dict(), "slaves": rows, "timeline": timeline}

@@ -8,8 +8,9 @@ from prefect import get_run_logger, task
 
 from tapeflow.backup.master import deleted_rows_for
 from tapeflow.backup.model import SlaveSpec
-from tapeflow.backup.slave import run_slave
+from tapeflow.backup.slave import NoWritableCartridge, run_slave
 from tapeflow.serverless.slave import run_serverless_slave
+from tasks import alerts
 
 
 @task(name="backup-slave", retries=0, persist_result=False)
@@ -31,10 +32,28 @@ def backup_slave(spec: dict[str, Any]) -> dict[str, Any]:
             log.info("subjob %s: %d files on tape", slave.subjob, files)
             step["next"] = files + 10_000
 
-    if slave.source.kind == "volume":
-        result = run_serverless_slave(slave)
-    else:
-        result = run_slave(slave, deleted_rows=deleted_rows_for(slave), on_progress=progress)
+    requested: list[NoWritableCartridge] = []
+
+    def media_request(shortage: NoWritableCartridge) -> None:  # the slave waits for media
+        requested.append(shortage)
+        alerts.media_request(slave, str(shortage), shortage.reasons)
+
+    try:
+        if slave.source.kind == "volume":
+            result = run_serverless_slave(slave, on_media_request=media_request)
+        else:
+            result = run_slave(
+                slave,
+                deleted_rows=deleted_rows_for(slave),
+                on_progress=progress,
+                on_media_request=media_request,
+            )
+    except Exception as exc:  # raise events for an automation to notify someone, then re-raise
+        alerts.slave_failed(slave, str(exc))
+        shortage = alerts.cause(exc, NoWritableCartridge)
+        if shortage is not None and not requested:
+            alerts.media_request(slave, str(shortage), shortage.reasons)
+        raise
     tapes = ", ".join(f"{t.barcode}#{t.tape_file}" for t in result.tapes)
     log.info(
         "subjob %s done on drive %s: %d files, %.1f MB in %.1f s (%.0f MB/s) on %s",

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from tapeflow.backup.model import Level, Pool, SlaveResult, SlaveSpec, Source
+from tapeflow.backup.pools import note_write, plan_media, record_relabel
 from tapeflow.backup.sources import SourceUnavailable, live_listing
 from tapeflow.catalog import Catalog, NotFound, plan_backup
 
@@ -58,6 +59,7 @@ def prepare_job(
     level: Level,
     library: str,
     compression: bool = False,
+    media_wait: float = 0.0,
     parameters: dict[str, Any] | None = None,
 ) -> tuple[list[SlaveSpec], list[str]]:
     """Record the job, plan one session per source still to do; returns (specs, skipped).
@@ -80,9 +82,8 @@ def prepare_job(
                 "backup", level=level, pool=pool.name, parameters=parameters, job_id=job_id
             )
         done = {s["source"] for s in cat.sessions(job_id=job_id) if s["state"] == "complete"}
-        unusable = tuple(
-            r["barcode"] for r in cat.records("SELECT barcode FROM media WHERE state = 'full'", [])
-        )
+        media = plan_media(cat, pool)  # append / recycle / scratch / never relabel
+        unusable = tuple(media.unusable)
         for subjob, source in enumerate(sources, start=1):
             if source.name in done:
                 skipped.append(source.name)
@@ -125,6 +126,8 @@ def prepare_job(
                     paths_file=paths_file,
                     unusable=unusable,
                     compression=compression,
+                    media_wait=media_wait,
+                    media=media,
                 )
             )
         cat.log(f"job planned: {len(specs)} slave(s), {len(skipped)} already done", job_id=job_id)
@@ -151,8 +154,8 @@ def record_slave(catalog_path: Path, job_id: str, pool: Pool, r: SlaveResult) ->
     """Record one finished slave at once (rows, tape files, media, session state), so a master
     that dies later still knows which sources are done and a re-run skips them."""
     with Catalog(catalog_path) as cat:
-        for barcode in r.labelled:
-            cat.add_media(barcode, pool.name, labelled=True)
+        for barcode in r.labelled:  # blank, expired (its old sessions dropped) or from scratch
+            record_relabel(cat, barcode, pool.name, job_id)
         with cat.transaction():
             for use in r.tapes:
                 if not use.barcode:
@@ -162,6 +165,7 @@ def record_slave(catalog_path: Path, job_id: str, pool: Pool, r: SlaveResult) ->
                 except NotFound:
                     cat.add_media(use.barcode, pool.name, labelled=True)
                 cat.record_tape_file(r.session_id, use.barcode, use.tape_file, bytes=use.bytes)
+                note_write(cat, use.barcode, pool.retention_days)  # expiry = write + retention
                 if use.full:
                     cat.update_media(use.barcode, state="full")
             if r.state == "complete":

@@ -56,15 +56,41 @@ class Source:
         )
 
 
+SCRATCH_POOL = "scratch"  # unassigned labelled-blank cartridges any pool may take
+POOL_NAME_MAX = 32  # the volume label's pool field
+
+
 @dataclass(frozen=True)
 class Pool:
-    """Which cartridges a job may write: by barcode list, slot range, or any (scratch)."""
+    """Which cartridges a job may write: by barcode list, slot range, or any; how long its
+    sessions are kept; and the scratch pool it takes blank cartridges from when it has none."""
 
     name: str = "default"
     barcodes: tuple[str, ...] = ()
     slots: tuple[int, int] | None = None  # first..last slot number, inclusive
     retention_days: int = 30
     append: bool = True  # False: one session per cartridge
+    scratch: str | None = SCRATCH_POOL  # None: never take cartridges from a scratch pool
+    group: str | None = None  # a library group: only its slots' cartridges (spanning too)
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name or len(self.name) > POOL_NAME_MAX:
+            raise ValueError(
+                f"pool name {self.name!r} must be 1-{POOL_NAME_MAX} characters without '/'"
+            )
+        if self.retention_days < 0:
+            raise ValueError(
+                f"pool {self.name!r}: retention_days must be >= 0, not {self.retention_days}"
+            )
+        if self.slots is not None and not 1 <= self.slots[0] <= self.slots[1]:
+            raise ValueError(
+                f"pool {self.name!r}: slot range {self.slots} must be 1 <= first <= last"
+            )
+        if self.name in (SCRATCH_POOL, self.scratch):
+            raise ValueError(
+                f"pool {self.name!r} is a scratch pool (blank cartridges other pools take): "
+                "back up to another pool"
+            )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Pool:
@@ -76,6 +102,39 @@ class Pool:
             slots=(int(slots[0]), int(slots[1])) if slots else None,
             retention_days=int(data.get("retention_days", 30)),
             append=bool(data.get("append", True)),
+            scratch=data.get("scratch", SCRATCH_POOL),
+            group=data.get("group") or None,
+        )
+
+
+@dataclass(frozen=True)
+class KnownTape:
+    """What the catalog knows is on a cartridge: tape files (label included), last session."""
+
+    files: int
+    last_session: str | None = None
+
+
+@dataclass
+class MediaPlan:
+    """The catalog's view of the cartridges when the job was planned, for the Mounter (which
+    has no catalog): what it may append to, recycle, take from scratch, and must never relabel."""
+
+    appendable: tuple[str, ...] = ()  # the pool's, not full, unexpired or empty: used first
+    reusable: dict[str, KnownTape] = field(default_factory=dict)  # the pool's, expired
+    scratch: tuple[str, ...] = ()  # the scratch pool's labelled-blank cartridges
+    protected: dict[str, str] = field(default_factory=dict)  # unexpired: barcode -> expiry
+    unusable: dict[str, str] = field(default_factory=dict)  # barcode -> why it is skipped
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MediaPlan:
+        """Inverse of dataclasses.asdict (JSON lists back to tuples)."""
+        return cls(
+            appendable=tuple(data.get("appendable") or ()),
+            reusable={b: KnownTape(**k) for b, k in (data.get("reusable") or {}).items()},
+            scratch=tuple(data.get("scratch") or ()),
+            protected=dict(data.get("protected") or {}),
+            unusable=dict(data.get("unusable") or {}),
         )
 
 
@@ -94,6 +153,8 @@ class SlaveSpec:
     paths_file: str | None = None  # incremental: Arrow file of relative paths to back up
     unusable: tuple[str, ...] = ()  # cartridges the catalog knows are full
     compression: bool = False  # the drive's hardware compression
+    media_wait: float = 0.0  # seconds to wait for new media in a mail slot when none is left
+    media: MediaPlan = field(default_factory=MediaPlan)  # the catalog's view of the cartridges
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (for task parameters)."""
@@ -108,6 +169,7 @@ class SlaveSpec:
                 "source": Source.from_dict(data["source"]),
                 "pool": Pool.from_dict(data["pool"]),
                 "unusable": tuple(data.get("unusable") or ()),
+                "media": MediaPlan.from_dict(data.get("media") or {}),
             }
         )
 

@@ -11,28 +11,43 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
+from construct import ConstructError
 
-from tapeflow.backup.model import Pool, SlaveResult, SlaveSpec, TapeUse
+from tapeflow.backup.model import KnownTape, Pool, SlaveResult, SlaveSpec, TapeUse
 from tapeflow.backup.sources import walk
 from tapeflow.catalog.rows import write_session_rows
 from tapeflow.library import Library
 from tapeflow.library.errors import LibraryError
+from tapeflow.library.groups import get_group
 from tapeflow.library.leases import Lease, LeaseBoard
+from tapeflow.library.media import import_new_media
+from tapeflow.scsi.sense import EndOfData, FilemarkDetected, IllegalRequest, IncorrectLength
 from tapeflow.scsi.tape import TapeDrive
 from tapeflow.tapefmt import BlankTape, ForeignTape, SessionInfo, SessionWriter, read_label
 from tapeflow.tapefmt import write_label as format_tape
+from tapeflow.tapefmt.label import PROBE_LENGTH
+from tapeflow.tapefmt.pax import BLOCK, XGLTYPE, header_checksum_ok, parse_header, parse_pax_records
+from tapeflow.tapefmt.reader import goto_session
 
 log = logging.getLogger(__name__)
 
+MEDIA_POLL = 1.0  # seconds between looks at the mail slots while a slave waits for media
 LEVEL_NUMBER = {"full": 0, "differential": 1, "incremental": 2}
 
 
 class NoWritableCartridge(LibraryError):
-    """No cartridge of the pool is free, labelled for it (or blank) and not full."""
+    """No cartridge of the pool is free, labelled for it (or blank) and not full; `reasons`
+    says, per barcode, why each one was not written (a media request for the operator)."""
+
+    def __init__(self, message: str, pool: str = "", reasons: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.pool = pool
+        self.reasons = dict(reasons or {})
 
 
 class SlaveFailed(Exception):
@@ -44,10 +59,13 @@ class SlaveFailed(Exception):
 
 
 def pool_candidates(lib: Library, pool: Pool, unusable: tuple[str, ...]) -> list[str]:
-    """Barcodes in storage slots that belong to `pool`, in slot order."""
+    """Barcodes in storage slots that belong to `pool` (and its library group), in slot order."""
+    group = get_group(lib.state_dir, pool.group) if pool.group else None
     chosen = []
     for slot in lib.inventory().slots:
         if not slot.full or not slot.barcode or slot.barcode in unusable:
+            continue
+        if group is not None and slot.number not in group:
             continue
         if slot.barcode.startswith("CLN"):
             continue
@@ -60,65 +78,231 @@ def pool_candidates(lib: Library, pool: Pool, unusable: tuple[str, ...]) -> list
 
 
 class Mounter:
-    """Loads pool cartridges into one leased drive, labelling blank ones, skipping others."""
+    """Loads pool cartridges into one leased drive (own, then expired, blank, scratch); it
+    relabels only what the master's MediaPlan allows: never a cartridge with unexpired data."""
 
-    def __init__(self, lib: Library, board: LeaseBoard, drive: int, spec: SlaveSpec) -> None:
+    def __init__(
+        self,
+        lib: Library,
+        board: LeaseBoard,
+        drive: int,
+        spec: SlaveSpec,
+        on_media_request: Callable[[NoWritableCartridge], None] | None = None,
+    ) -> None:
         self.lib, self.board, self.drive_no, self.spec = lib, board, drive, spec
+        self.on_media_request = on_media_request
+        self.media_requested = False  # on_media_request was called (the job waited for media)
         self.holder = f"job {spec.job_id} subjob {spec.subjob}"
-        self.tried: set[str] = set(spec.unusable)
+        self.tried: set[str] = set(spec.unusable) | set(spec.media.unusable)
+        self.skipped: dict[str, str] = {}  # barcode -> why this slave did not write it
         self.lease: Lease | None = None
         self.handle: TapeDrive | None = None
         self.barcode: str | None = None
-        self.labelled: list[str] = []
+        self.labelled: list[str] = []  # given a new label from BOT: blank, expired or scratch
+
+    def _candidates(self) -> list[str]:
+        """The pool's cartridges (appendable, expired, others; slot order within each), then
+        scratch cartridges anywhere the pool may reach."""
+        media, pool = self.spec.media, self.spec.pool
+        appendable, scratch = set(media.appendable), set(media.scratch)
+        recycle = {barcode: i for i, barcode in enumerate(media.reusable)}
+
+        def rank(barcode: str) -> tuple[int, int]:
+            if barcode in appendable:
+                return (0, 0)
+            if barcode in recycle:
+                return (1, recycle[barcode])
+            return (3, 0) if barcode in scratch else (2, 0)
+
+        ordered = sorted(pool_candidates(self.lib, pool, tuple(self.tried)), key=rank)
+        if pool.scratch is not None and scratch:
+            wider = replace(pool, barcodes=(), slots=None)  # same library group, any slot
+            seen = set(ordered)
+            ordered += [
+                barcode
+                for barcode in pool_candidates(self.lib, wider, tuple(self.tried))
+                if barcode in scratch and barcode not in seen
+            ]
+        return ordered
 
     def mount(self) -> TapeDrive:
-        """Load the next usable cartridge; returns an open handle positioned anywhere."""
+        """Load the next usable cartridge; returns an open handle positioned anywhere.
+
+        With none left, waits up to `spec.media_wait` seconds for new cartridges in a mail
+        slot (asking for them once through `on_media_request`), imports them and goes on."""
         left = self.lib.clear(self.drive_no)
         if left:
             log.warning("drive %d held %s from an interrupted job: unloaded", self.drive_no, left)
-        for barcode in pool_candidates(self.lib, self.spec.pool, tuple(self.tried)):
+        deadline = time.monotonic() + self.spec.media_wait
+        while True:
+            handle = self._mount_one()
+            if handle is not None:
+                return handle
+            shortage = self._nothing_writable()
+            if time.monotonic() >= deadline:
+                raise shortage
+            if not self.media_requested:
+                self.media_requested = True
+                log.warning(
+                    "%s; waiting up to %.0f s for new media", shortage, self.spec.media_wait
+                )
+                if self.on_media_request is not None:
+                    self.on_media_request(shortage)
+            while time.monotonic() < deadline:
+                time.sleep(min(MEDIA_POLL, max(deadline - time.monotonic(), 0)))
+                if import_new_media(self.lib):
+                    break
+
+    def _mount_one(self) -> TapeDrive | None:
+        """Try every candidate once; the open handle of the first usable one, else None."""
+        for barcode in self._candidates():
             self.tried.add(barcode)
             lease = self.board.try_media(barcode, self.holder)
             if lease is None:
-                continue  # another slave has it
+                self.skipped[barcode] = "in use by another slave"
+                continue
             try:
                 self.lib.load(self.drive_no, barcode=barcode)
-            except LibraryError:
+            except LibraryError as exc:
                 lease.release()  # moved away between inventory and load
+                self.skipped[barcode] = f"could not be loaded ({exc})"
                 continue
-            handle = self.lib.open_drive(self.drive_no)
-            if self._usable(handle, barcode):
-                self.lease, self.handle, self.barcode = lease, handle, barcode
-                return handle
-            handle.close()
-            self.lib.unload(self.drive_no)
-            lease.release()
-        raise NoWritableCartridge(
-            f"pool {self.spec.pool.name!r}: no free, writable cartridge left "
-            f"(tried {sorted(self.tried - set(self.spec.unusable)) or 'none'})"
-        )
+            with ExitStack() as undo:  # on a False answer or an error: eject and release
+                undo.callback(lease.release)
+                undo.callback(self.lib.unload, self.drive_no)
+                handle = self.lib.open_drive(self.drive_no)
+                undo.callback(handle.close)
+                if self._usable(handle, barcode):
+                    undo.pop_all()
+                    self.lease, self.handle, self.barcode = lease, handle, barcode
+                    return handle
+        return None
+
+    def _skip(self, barcode: str, why: str) -> bool:
+        self.skipped[barcode] = why
+        log.info("%s: %s: skipped", barcode, why)
+        return False
 
     def _usable(self, handle: TapeDrive, barcode: str) -> bool:
-        handle.set_block_size(0, compression=self.spec.compression)
+        """Whether this slave may write the loaded cartridge; labels it when that is safe."""
+        pool, media = self.spec.pool, self.spec.media
+        try:
+            handle.set_block_size(0, compression=self.spec.compression)
+        except IllegalRequest:
+            if self.spec.compression:
+                raise  # asked for and refused: say so
+            # a drive without a data compression page (tgt) refuses to be told "off"
+            handle.set_block_size(0)
         if handle.mode().write_protected:
-            log.warning("%s is write-protected: skipped", barcode)
-            return False
+            return self._skip(barcode, "write-protected")
         try:
             label = read_label(handle)
         except BlankTape:
-            format_tape(handle, barcode, barcode, self.spec.pool.name)
-            self.labelled.append(barcode)
-            log.info("labelled blank cartridge %s for pool %s", barcode, self.spec.pool.name)
+            if barcode in media.protected:
+                return self._skip(
+                    barcode,
+                    f"reads blank but the catalog records data on it kept until "
+                    f"{media.protected[barcode]}: not written, scan it",
+                )
+            self._relabel(handle, barcode, "blank")
             return True
         except ForeignTape as exc:
-            log.warning("%s holds a foreign tape (%s): skipped, never overwritten", barcode, exc)
-            return False
-        if label.pool != self.spec.pool.name:
-            log.info(
-                "%s belongs to pool %r, not %r: skipped", barcode, label.pool, self.spec.pool.name
+            return self._skip(barcode, f"holds a foreign tape ({exc}): never overwritten")
+        if label.pool == pool.name:
+            return self._own(handle, barcode)
+        if barcode in media.protected:
+            return self._skip(
+                barcode, f"pool {label.pool!r}, data kept until {media.protected[barcode]}"
             )
-            return False
+        if label.pool == pool.scratch or barcode in media.appendable:
+            written = self._written(handle)
+            if written:
+                return self._skip(barcode, f"labelled for pool {label.pool!r} and {written}")
+            self._relabel(handle, barcode, f"taken from pool {label.pool!r}")
+            return True
+        return self._skip(barcode, f"belongs to pool {label.pool!r}")
+
+    def _own(self, handle: TapeDrive, barcode: str) -> bool:
+        """A cartridge labelled for this pool: recycle it if expired, else append to it."""
+        media = self.spec.media
+        known = media.reusable.get(barcode)
+        if known is not None and barcode not in media.protected:
+            changed = self._changed(handle, known)
+            if changed:
+                return self._skip(
+                    barcode, f"expired in the catalog, but {changed}: left for the next job"
+                )
+            self._relabel(handle, barcode, "expired: recycled")
+            return True
+        if not self.spec.pool.append:
+            written = self._written(handle)
+            if written:
+                return self._skip(barcode, f"{written} and the pool writes one per cartridge")
         return True
+
+    def _relabel(self, handle: TapeDrive, barcode: str, why: str) -> None:
+        """Overwrite from BOT with this pool's label (callers checked that this is allowed)."""
+        format_tape(handle, barcode, barcode, self.spec.pool.name, force=True)
+        self.labelled.append(barcode)
+        log.info("%s labelled for pool %s (%s)", barcode, self.spec.pool.name, why)
+
+    @staticmethod
+    def _tape_files(handle: TapeDrive) -> tuple[int, int | None]:
+        """(tape files before end-of-data, EOD block number when the drive reports it)."""
+        handle.end_of_data()
+        pos = handle.position()
+        if pos.file is not None:
+            return pos.file, pos.block
+        handle.rewind()  # no file number reported: count the filemarks
+        files = 0
+        while True:
+            try:
+                handle.space_filemarks(1)
+            except EndOfData:
+                return files, None
+            files += 1
+
+    def _written(self, handle: TapeDrive) -> str | None:
+        """Why the tape is more than a label (a sentence), or None when it holds only that."""
+        files, block = self._tape_files(handle)
+        if files > 1 or (block is not None and block > files + 1):
+            return f"holds {max(files - 1, 1)} session(s)"
+        return None
+
+    def _changed(self, handle: TapeDrive, known: KnownTape) -> str | None:
+        """How the tape differs from what the catalog knew (a sentence), or None when it still
+        ends with the catalog's last session and holds nothing after it."""
+        files, _ = self._tape_files(handle)
+        if files != known.files:
+            return f"it holds {files} tape files, not the {known.files} the catalog knows"
+        if known.last_session is None:
+            return self._written(handle)
+        goto_session(handle, files - 1)
+        try:
+            found = _session_of(handle.read(PROBE_LENGTH))
+        except (EndOfData, FilemarkDetected, IncorrectLength) as exc:
+            return f"its last tape file does not start with a session ({type(exc).__name__})"
+        if found != known.last_session:
+            return f"its last tape file holds {found or 'no session'}, not {known.last_session}"
+        return None
+
+    def _nothing_writable(self) -> NoWritableCartridge:
+        """The error that says, cartridge by cartridge, why none could be written."""
+        pool = self.spec.pool
+        reasons = dict(self.skipped)
+        catalog_reasons = {**dict.fromkeys(self.spec.unusable, "full"), **self.spec.media.unusable}
+        for barcode in pool_candidates(self.lib, pool, ()):
+            if barcode not in reasons and barcode in catalog_reasons:
+                reasons[barcode] = catalog_reasons[barcode]
+        listing = "; ".join(f"{b}: {why}" for b, why in sorted(reasons.items()))
+        scratch = f", label blanks into scratch pool {pool.scratch!r}" if pool.scratch else ""
+        return NoWritableCartridge(
+            f"pool {pool.name!r}: no free, writable cartridge left"
+            f"{' (' + listing + ')' if listing else ' (none of its cartridges is in the library)'}"
+            f". Insert blank cartridges{scratch} or wait until one expires",
+            pool=pool.name,
+            reasons=reasons,
+        )
 
     def unmount(self) -> None:
         """Close, unload and release the current cartridge (each step even if one fails)."""
@@ -137,6 +321,20 @@ class Mounter:
         return self.mount()
 
 
+def _session_of(record: bytes) -> str | None:
+    """The session id in a record's tapeflow pax global header; None when it has none."""
+    if len(record) < BLOCK or not header_checksum_ok(record[:BLOCK]):
+        return None
+    try:
+        head = parse_header(record[:BLOCK])
+        if head.typeflag != XGLTYPE or BLOCK + head.size > len(record):
+            return None
+        info = SessionInfo.from_pax(parse_pax_records(record[BLOCK : BLOCK + head.size]))
+    except (ValueError, ConstructError):  # not a header of ours: the answer is "none"
+        return None
+    return info.session_id if info else None
+
+
 def _paths(spec: SlaveSpec) -> list[tuple[str, str]]:
     root = Path(spec.source.path)
     if spec.paths_file is None:
@@ -151,6 +349,7 @@ def run_slave(
     *,
     deleted_rows: pa.Table | None = None,
     on_progress: Callable[[int], None] | None = None,
+    on_media_request: Callable[[NoWritableCartridge], None] | None = None,
     drive_timeout: float = 24 * 3600,
 ) -> SlaveResult:
     """Write `spec.source` as one session; raises SlaveFailed (with what was done) on error."""
@@ -162,7 +361,7 @@ def run_slave(
         with lib, board.drive(lib.online_drives(), holder, drive_timeout) as drive_lease:
             drive_no = int(drive_lease.key)
             result.drive, result.started = drive_no, time.time()
-            mounter = Mounter(lib, board, drive_no, spec)
+            mounter = Mounter(lib, board, drive_no, spec, on_media_request)
             try:
                 handle = mounter.mount()
                 info = SessionInfo(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from tapeflow.backup.model import SlaveResult, SlaveSpec, TapeUse
-from tapeflow.backup.slave import Mounter, SlaveFailed
+from tapeflow.backup.slave import Mounter, NoWritableCartridge, SlaveFailed
 from tapeflow.catalog.rows import write_session_rows
 from tapeflow.fs.detect import open_volume
 from tapeflow.fs.model import EXTENT_SCHEMA, VOLUME_FILE_SCHEMA, entries_to_batches
@@ -51,6 +51,7 @@ def run_serverless_slave(
     spec: SlaveSpec,
     *,
     on_progress: Callable[[int], None] | None = None,
+    on_media_request: Callable[[NoWritableCartridge], None] | None = None,
     drive_timeout: float = 24 * 3600,
 ) -> SlaveResult:
     """Back up the volume `spec.source` as one serverless session; SlaveFailed on error."""
@@ -64,7 +65,7 @@ def run_serverless_slave(
             with lib, board.drive(lib.online_drives(), holder, drive_timeout) as lease:
                 drive_no = int(lease.key)
                 result.drive, result.started = drive_no, time.time()
-                mounter = Mounter(lib, board, drive_no, spec)
+                mounter = Mounter(lib, board, drive_no, spec, on_media_request)
                 try:
                     handle = mounter.mount()
                     session = _write(spec, access, handle, on_progress)
