@@ -28,3 +28,19 @@ class NoTapeRecorded(MaintenanceError):
 
 class SourceMissing(MaintenanceError, FileNotFoundError):
     """The directory to compare against does not exist or is not a directory."""
+
+
+class BadInput(MaintenanceError, ValueError):
+    """An argument that cannot be used (bad path, bad glob, negative days...); nothing changed."""
+
+
+class BadTarget(BadInput):
+    """A copy/purge/recovery target that would overlap its source or is not a directory."""
+
+
+class NoCatalogBackup(MaintenanceError):
+    """No catalog backup session at or before the requested date on the cartridges searched."""
+
+
+class CatalogBackupDamaged(MaintenanceError):
+    """A catalog backup read from tape does not match its manifest (checksums, files)."""

@@ -202,13 +202,15 @@ class Scanner:
         candidates: Iterable[str] | None = None,
         algorithm: str = DEFAULT_ALGORITHM,
         follow: bool = True,
+        mounts: Mounts | None = None,
     ) -> None:
         """`drives`: drives it may load (default online ones); `candidates`: cartridges searched
         for other parts of spanned sessions (default: all in the library); `follow=False` reads
-        only the cartridge asked for (a spanned session then ends partial at its edge)."""
+        only the cartridge asked for (a spanned session then ends partial at its edge);
+        `mounts`: mounts to use instead of its own (e.g. leased ones; closed with the scanner)."""
         self.lib = library if isinstance(library, Library) else Library(library)
         self._own_lib = not isinstance(library, Library)
-        self.mounts = Mounts(self.lib, drives)
+        self.mounts = mounts if mounts is not None else Mounts(self.lib, drives)
         self.candidates = list(candidates) if candidates is not None else None
         self.algorithm = algorithm
         self.follow = follow
