@@ -28,6 +28,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
         library=args.library,
         catalog=args.catalog,
         multistream=not args.single_stream,
+        media_wait=args.media_wait,
         pre=args.pre,
         post=args.post,
     )
@@ -132,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--pool", default=None)
     b.add_argument("--level", choices=["full", "incremental", "differential"], default="full")
     b.add_argument("--single-stream", action="store_true", help="one slave at a time")
+    b.add_argument(
+        "--media-wait", type=float, default=0.0, help="seconds to wait for new media (mail slot)"
+    )
     b.add_argument("--pre", action="append", default=[], help="shell command or py:mod:func")
     b.add_argument("--post", action="append", default=[], help="shell command or py:mod:func")
     b.set_defaults(func=cmd_backup)

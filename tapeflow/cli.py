@@ -13,6 +13,9 @@ from tapeflow.catalog import CatalogError
 from tapeflow.fs.errors import FsError
 from tapeflow.jobs_cli import add_commands as add_catalog_commands
 from tapeflow.library import Inventory, Library, LibraryError, LibrarySpec, default_home
+from tapeflow.library_cli import add_commands as add_library_commands
+from tapeflow.maintenance_cli import add_commands as add_maintenance_commands
+from tapeflow.reports_cli import add_commands as add_report_commands
 from tapeflow.scsi.sense import ScsiError
 from tapeflow.snapshot.errors import SnapshotError
 from tapeflow.vtl.errors import VtlError
@@ -69,10 +72,18 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_inventory(args: argparse.Namespace) -> int:
-    """Show drives, slots and barcodes."""
+    """Show drives, slots and barcodes; new cartridges in mail slots are imported first."""
+    from tapeflow.library.media import import_new_media
+
     with Library(args.library) as lib:
+        imported = [] if args.no_import else import_new_media(lib)
         inv = lib.inventory()
-    _emit(args, inv.to_dict(), format_inventory(inv))
+    text = format_inventory(inv)
+    if imported:
+        text = (
+            "\n".join(f"imported {i.barcode} into slot {i.slot}" for i in imported) + "\n\n" + text
+        )
+    _emit(args, {**inv.to_dict(), "imported": [i.barcode for i in imported]}, text)
     return 0
 
 
@@ -222,9 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--speed-mb", type=float, default=0, help="per-drive MB/s limit (0 = none)")
     create.set_defaults(func=cmd_create)
     sub.add_parser("status", parents=[common], help="summary").set_defaults(func=cmd_status)
-    sub.add_parser("inventory", parents=[common], help="drives and slots").set_defaults(
-        func=cmd_inventory
+    inventory = sub.add_parser("inventory", parents=[common], help="drives and slots")
+    inventory.add_argument(
+        "--no-import", action="store_true", help="leave new cartridges in the mail slots"
     )
+    inventory.set_defaults(func=cmd_inventory)
     load = sub.add_parser("load", parents=[common], help="cartridge -> drive")
     load.add_argument("drive", type=int, help="drive number (0-based)")
     which = load.add_mutually_exclusive_group(required=True)
@@ -256,7 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     dsub.add_parser("list", parents=[common], help="disks and snapshots").set_defaults(
         func=cmd_disk_list
     )
+    add_library_commands(sub, common)
     add_catalog_commands(top, common)
+    add_maintenance_commands(top, common)
+    add_report_commands(top, common)
     return parser
 
 

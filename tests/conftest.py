@@ -77,8 +77,8 @@ def _tgt(tmp_path: Path) -> Iterator[Backend]:
                 lib,
                 lambda _barcode, drive: tgt.set_write_protect(tgt.drive_luns[drive]),
                 CAPACITY,
-                reports_position=False,
                 reservations=False,
+                reports_position=False,  # READ POSITION answers zeros; TapeDrive tracks it
                 refuses_past_capacity=False,
                 standard_backspace=False,
                 extra={"tgt": tgt},
@@ -100,3 +100,13 @@ def prefect_server() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def real_prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """`prefect server start` with UI and scheduler (the harness has neither), for the UI and
+    job-queue tests; its process group is killed at the end of the session."""
+    from tests.realserver import RealServer
+
+    with RealServer(tmp_path_factory.mktemp("prefect-server")) as server:
+        yield server
