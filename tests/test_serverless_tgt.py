@@ -18,25 +18,9 @@ from tapeflow.tapefmt import write_label
 from tapeflow.testing.tgt import TgtLibrary
 from tapeflow.vtl import VirtualLibrary
 from tests import fatimages as fat
+from tests.tapes import session_bytes
 
 RECORD = 64 * 1024
-
-
-def _session(lib: Library, drive: int) -> bytes:
-    tape = lib.open_drive(drive)
-    try:
-        tape.rewind()
-        tape.space_filemarks(1)
-        out = bytearray()
-        while True:
-            try:
-                record = tape.read(1 << 20)
-            except Exception:  # noqa: BLE001 - the filemark ends the session
-                break
-            out += record
-        return bytes(out)
-    finally:
-        tape.close()
 
 
 def _backup(spec: LibrarySpec, lib: Library, path: str) -> tuple[str, bytes]:
@@ -65,7 +49,7 @@ def _backup(spec: LibrarySpec, lib: Library, path: str) -> tuple[str, bytes]:
         tape.close()
         access.close()
     assert result.maps is not None and result.maps.volfiles.num_rows > 10
-    return result.path, _session(lib, 0)
+    return result.path, session_bytes(lib, 0, 1)
 
 
 def test_host_path_on_tgt_writes_what_the_copy_manager_writes(tmp_path: Path) -> None:

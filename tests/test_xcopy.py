@@ -33,6 +33,7 @@ from tapeflow.serverless.restore import restore_image
 from tapeflow.tapefmt import write_label
 from tapeflow.vtl import VirtualLibrary
 from tapeflow.vtl.disk import CHUNK
+from tests.tapes import session_bytes
 
 DISK = Designator(1, 0, 3, bytes.fromhex("3123456789abcdef"))
 TAPE = Designator(1, 0, 3, bytes.fromhex("3fedcba987654321"))
@@ -176,23 +177,6 @@ def test_copy_manager_announces_3pc_and_refuses_unknown_units(san: tuple) -> Non
     assert (exc.value.sense.asc, exc.value.sense.ascq) == (0x0D, 0x02)
 
 
-def _session_bytes(lib: Library, drive: int, tape_file: int) -> bytes:
-    tape = lib.open_drive(drive)
-    try:
-        tape.rewind()
-        tape.space_filemarks(tape_file)
-        out = bytearray()
-        while True:
-            try:
-                record = tape.read(1 << 20)
-            except Exception:  # noqa: BLE001 - the filemark ends the session
-                break
-            out += record
-        return bytes(out)
-    finally:
-        tape.close()
-
-
 class _Frozen:
     def __init__(self, vl: VirtualLibrary, snap: str) -> None:
         self.vl, self.snap = vl, snap
@@ -238,7 +222,7 @@ def test_copy_manager_and_host_write_the_same_tape(san: tuple, tmp_path: Path, m
     a = _write(vl, lib, 0, image, xcopy=True, mode=mode)
     b = _write(vl, lib, 1, image, xcopy=False, mode=mode)
     assert (a.path, b.path) == ("xcopy", "host")
-    ta, tb = _session_bytes(lib, 0, a.tape_file), _session_bytes(lib, 1, b.tape_file)
+    ta, tb = session_bytes(lib, 0, a.tape_file), session_bytes(lib, 1, b.tape_file)
     assert len(ta) == a.stream_bytes and len(ta) % RECORD == 0
     # Only the session id and the creation times differ; sizes and data are the same.
     assert len(ta) == len(tb)

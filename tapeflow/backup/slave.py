@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,7 +28,14 @@ from tapeflow.library.leases import Lease, LeaseBoard
 from tapeflow.library.media import import_new_media
 from tapeflow.scsi.sense import EndOfData, FilemarkDetected, IllegalRequest, IncorrectLength
 from tapeflow.scsi.tape import TapeDrive
-from tapeflow.tapefmt import BlankTape, ForeignTape, SessionInfo, SessionWriter, read_label
+from tapeflow.tapefmt import (
+    BlankTape,
+    ForeignTape,
+    SessionInfo,
+    SessionResult,
+    SessionWriter,
+    read_label,
+)
 from tapeflow.tapefmt import write_label as format_tape
 from tapeflow.tapefmt.label import PROBE_LENGTH
 from tapeflow.tapefmt.pax import BLOCK, XGLTYPE, header_checksum_ok, parse_header, parse_pax_records
@@ -344,6 +351,63 @@ def _paths(spec: SlaveSpec) -> list[tuple[str, str]]:
     return [(str(root / rel), rel) for rel in rels]
 
 
+@contextmanager
+def mounted(
+    spec: SlaveSpec,
+    result: SlaveResult,
+    holder: str,
+    *,
+    on_media_request: Callable[[NoWritableCartridge], None] | None = None,
+    drive_timeout: float = 24 * 3600,
+) -> Iterator[tuple[TapeDrive, Mounter]]:
+    """Lease a drive of `spec.library`, mount a writable cartridge of the pool and yield it;
+    on every path unmount and release both, and note drive, times and labels in `result`."""
+    lib = Library(spec.library)
+    board = LeaseBoard(lib.state_dir)
+    with lib, board.drive(lib.online_drives(), holder, drive_timeout) as lease:
+        result.drive, result.started = int(lease.key), time.time()
+        mounter = Mounter(lib, board, result.drive, spec, on_media_request)
+        try:
+            yield mounter.mount(), mounter
+        finally:
+            result.labelled = mounter.labelled
+            mounter.unmount()
+            result.ended = time.time()
+            result.seconds = result.ended - result.started
+
+
+def write_file_session(
+    handle: TapeDrive,
+    mounter: Mounter,
+    info: SessionInfo,
+    add: Callable[[SessionWriter], None],
+    result: SlaveResult,
+    on_files: Callable[[int], None] | None = None,
+) -> pa.Table:
+    """Write one pax session (spanning through `mounter`); fills `result`, returns the rows."""
+    files = 0
+
+    def batch_done(batch: pa.RecordBatch) -> None:
+        nonlocal files
+        files += batch.num_rows
+        if on_files is not None:
+            on_files(files)
+
+    with SessionWriter(
+        handle,
+        info,
+        barcode=mounter.barcode,
+        next_cartridge=mounter.next_cartridge,
+        on_batch=batch_done,
+    ) as writer:
+        add(writer)
+        session = writer.close()
+    result.warnings = list(session.warnings)
+    result.files, result.bytes = session.members, session.stream_bytes
+    result.tapes = tape_uses(session)
+    return session.table()
+
+
 def run_slave(
     spec: SlaveSpec,
     *,
@@ -354,53 +418,26 @@ def run_slave(
 ) -> SlaveResult:
     """Write `spec.source` as one session; raises SlaveFailed (with what was done) on error."""
     result = SlaveResult(spec.session_id, spec.subjob, spec.source.name, "failed")
-    lib = Library(spec.library)
-    board = LeaseBoard(lib.state_dir)
     holder = f"job {spec.job_id} subjob {spec.subjob}"
     try:
-        with lib, board.drive(lib.online_drives(), holder, drive_timeout) as drive_lease:
-            drive_no = int(drive_lease.key)
-            result.drive, result.started = drive_no, time.time()
-            mounter = Mounter(lib, board, drive_no, spec, on_media_request)
-            try:
-                handle = mounter.mount()
-                info = SessionInfo(
-                    session_id=spec.session_id,
-                    job_id=spec.job_id,
-                    source=spec.source.name,
-                    kind="files",
-                    level=LEVEL_NUMBER[spec.level],
-                )
-                files = 0
-
-                def batch_done(batch: pa.RecordBatch) -> None:
-                    nonlocal files
-                    files += batch.num_rows
-                    if on_progress is not None:
-                        on_progress(files)
-
-                with SessionWriter(
-                    handle,
-                    info,
-                    barcode=mounter.barcode,
-                    next_cartridge=mounter.next_cartridge,
-                    on_batch=batch_done,
-                ) as writer:
-                    writer.add_paths(_paths(spec))
-                    session = writer.close()
-                result.warnings = list(session.warnings)
-                result.files, result.bytes = session.members, session.stream_bytes
-                result.tapes = _tape_uses(session)
-                rows = session.table()
-                if deleted_rows is not None and deleted_rows.num_rows:
-                    rows = pa.concat_tables([rows, deleted_rows.cast(rows.schema)])
-                write_session_rows(Path(spec.files_dir), spec.session_id, rows)
-                result.state = "complete"
-            finally:
-                result.labelled = mounter.labelled
-                mounter.unmount()
-                result.ended = time.time()
-                result.seconds = result.ended - result.started
+        with mounted(
+            spec, result, holder, on_media_request=on_media_request, drive_timeout=drive_timeout
+        ) as (handle, mounter):
+            info = SessionInfo(
+                session_id=spec.session_id,
+                job_id=spec.job_id,
+                source=spec.source.name,
+                kind="files",
+                level=LEVEL_NUMBER[spec.level],
+            )
+            paths = _paths(spec)
+            rows = write_file_session(
+                handle, mounter, info, lambda w: w.add_paths(paths), result, on_progress
+            )
+            if deleted_rows is not None and deleted_rows.num_rows:
+                rows = pa.concat_tables([rows, deleted_rows.cast(rows.schema)])
+            write_session_rows(Path(spec.files_dir), spec.session_id, rows)
+            result.state = "complete"
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"
         raise SlaveFailed(
@@ -409,7 +446,8 @@ def run_slave(
     return result
 
 
-def _tape_uses(session) -> list[TapeUse]:  # noqa: ANN001 - tapefmt SessionResult
+def tape_uses(session: SessionResult) -> list[TapeUse]:
+    """Each cartridge's part of a written session."""
     segments = session.segments
     uses = []
     for i, seg in enumerate(segments):

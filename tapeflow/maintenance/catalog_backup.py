@@ -31,17 +31,15 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
 from tapeflow.backup.master import record_slave
-from tapeflow.backup.model import Pool, SlaveResult, SlaveSpec, Source, TapeUse
+from tapeflow.backup.model import Pool, SlaveResult, SlaveSpec, Source
 from tapeflow.backup.pools import plan_media
-from tapeflow.backup.slave import Mounter, SlaveFailed
+from tapeflow.backup.slave import SlaveFailed, mounted, write_file_session
 from tapeflow.catalog import Catalog, CatalogLocked, new_id, utc
 from tapeflow.catalog.migrations import SCHEMA_VERSION
 from tapeflow.catalog.rows import SCHEMA_FILE, write_session_rows
 from tapeflow.library import Library
-from tapeflow.library.leases import LeaseBoard
 from tapeflow.maintenance.errors import (
     BadInput,
     BadTarget,
@@ -61,7 +59,6 @@ from tapeflow.tapefmt import (
     BlankTape,
     SessionInfo,
     SessionReader,
-    SessionWriter,
     TapeFormatError,
     find_part,
     goto_session,
@@ -238,23 +235,6 @@ def _snapshot(cat: Catalog, staging: Path) -> tuple[dict[str, int], list[str], l
     return counts, present, missing, staged
 
 
-def _tape_uses(session: Any) -> list[TapeUse]:
-    """Per-cartridge parts of a written session (SessionResult segments)."""
-    segments = session.segments
-    uses = []
-    for i, seg in enumerate(segments):
-        end = segments[i + 1].stream_start if i + 1 < len(segments) else session.stream_bytes
-        uses.append(
-            TapeUse(
-                barcode=seg.barcode or "",
-                tape_file=seg.tape_file if seg.tape_file is not None else -1,
-                bytes=end - seg.stream_start,
-                full=i + 1 < len(segments),
-            )
-        )
-    return uses
-
-
 def _write(
     spec: SlaveSpec, info: SessionInfo, staging: Path, report: Reporter, timeout: float
 ) -> SlaveResult:
@@ -262,42 +242,21 @@ def _write(
     span if needed, release both), and its rows to the catalog's files directory."""
     result = SlaveResult(spec.session_id, 0, CATALOG_SOURCE, "failed")
     holder = f"catalog backup {spec.session_id}"
-    with Library(spec.library) as lib:
-        board = LeaseBoard(lib.state_dir)
-        with board.drive(lib.online_drives(), holder, timeout) as drive_lease:
-            result.drive, result.started = int(drive_lease.key), time.time()
-            mounter = Mounter(lib, board, int(drive_lease.key), spec)
-            try:
-                handle = mounter.mount()
-
-                def batch_done(batch: pa.RecordBatch) -> None:
-                    result.files += batch.num_rows
-                    report("write", items=result.files)
-
-                with SessionWriter(
-                    handle,
-                    info,
-                    barcode=mounter.barcode,
-                    next_cartridge=mounter.next_cartridge,
-                    on_batch=batch_done,
-                ) as writer:
-                    writer.add_tree(staging)
-                    session = writer.close()
-                result.files, result.bytes = session.members, session.stream_bytes
-                result.tapes = _tape_uses(session)
-                result.warnings = list(session.warnings)
-                write_session_rows(Path(spec.files_dir), spec.session_id, session.table())
-                result.state = "complete"
-            except Exception as exc:
-                result.error = f"{type(exc).__name__}: {exc}"
-                raise SlaveFailed(
-                    f"catalog backup {spec.session_id}: {result.error}", result
-                ) from exc
-            finally:
-                result.labelled = mounter.labelled
-                mounter.unmount()
-                result.ended = time.time()
-                result.seconds = result.ended - result.started
+    try:
+        with mounted(spec, result, holder, drive_timeout=timeout) as (handle, mounter):
+            rows = write_file_session(
+                handle,
+                mounter,
+                info,
+                lambda writer: writer.add_tree(staging),
+                result,
+                lambda files: report("write", items=files),
+            )
+            write_session_rows(Path(spec.files_dir), spec.session_id, rows)
+            result.state = "complete"
+    except Exception as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+        raise SlaveFailed(f"catalog backup {spec.session_id}: {result.error}", result) from exc
     return result
 
 

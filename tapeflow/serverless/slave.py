@@ -5,19 +5,17 @@ leave the session's rows and maps for the master to register."""
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
 
 from tapeflow.backup.model import SlaveResult, SlaveSpec, TapeUse
-from tapeflow.backup.slave import Mounter, NoWritableCartridge, SlaveFailed
+from tapeflow.backup.slave import NoWritableCartridge, SlaveFailed, mounted
 from tapeflow.catalog.rows import write_session_rows
 from tapeflow.fs.detect import open_volume
 from tapeflow.fs.model import EXTENT_SCHEMA, VOLUME_FILE_SCHEMA, entries_to_batches
-from tapeflow.library import Library
-from tapeflow.library.leases import LeaseBoard
+from tapeflow.library import LibrarySpec
 from tapeflow.serverless.backup import ServerlessResult, write_session
 from tapeflow.serverless.blockfile import open_volume_file
 from tapeflow.serverless.maps import BLOCKMAPS_DIRNAME
@@ -56,48 +54,38 @@ def run_serverless_slave(
 ) -> SlaveResult:
     """Back up the volume `spec.source` as one serverless session; SlaveFailed on error."""
     result = SlaveResult(spec.session_id, spec.subjob, spec.source.name, "failed")
-    lib = Library(spec.library)
-    board = LeaseBoard(lib.state_dir)
     holder = f"job {spec.job_id} subjob {spec.subjob}"
     try:
-        access = VolumeAccess.open(lib.spec, spec.source)
+        access = VolumeAccess.open(LibrarySpec.parse(spec.library), spec.source)
         try:
-            with lib, board.drive(lib.online_drives(), holder, drive_timeout) as lease:
-                drive_no = int(lease.key)
-                result.drive, result.started = drive_no, time.time()
-                mounter = Mounter(lib, board, drive_no, spec, on_media_request)
-                try:
-                    handle = mounter.mount()
-                    session = _write(spec, access, handle, on_progress)
-                    barcode = mounter.barcode or ""
-                    assert session.maps is not None
-                    session.maps.write(
-                        blockmaps_dir(Path(spec.files_dir)), spec.session_id, barcode
-                    )
-                    write_session_rows(
-                        Path(spec.files_dir),
-                        spec.session_id,
-                        session.maps.file_rows(spec.session_id, barcode),
-                    )
-                    result.files = session.maps.volfiles.num_rows
-                    result.bytes = session.stream_bytes
-                    result.tapes = [
-                        TapeUse(barcode, session.tape_file, session.stream_bytes, False)
-                    ]
-                    result.copy_path = session.path
-                    log.info(
-                        "%s: copied by %s",
-                        spec.source.name,
-                        "the copy manager (EXTENDED COPY)"
-                        if session.path == "xcopy"
-                        else "the host (the SAN has no copy manager)",
-                    )
-                    result.state = "complete"
-                finally:
-                    result.labelled = mounter.labelled
-                    mounter.unmount()
-                    result.ended = time.time()
-                    result.seconds = result.ended - result.started
+            with mounted(
+                spec,
+                result,
+                holder,
+                on_media_request=on_media_request,
+                drive_timeout=drive_timeout,
+            ) as (handle, mounter):
+                session = _write(spec, access, handle, on_progress)
+                barcode = mounter.barcode or ""
+                assert session.maps is not None
+                session.maps.write(blockmaps_dir(Path(spec.files_dir)), spec.session_id, barcode)
+                write_session_rows(
+                    Path(spec.files_dir),
+                    spec.session_id,
+                    session.maps.file_rows(spec.session_id, barcode),
+                )
+                result.files = session.maps.volfiles.num_rows
+                result.bytes = session.stream_bytes
+                result.tapes = [TapeUse(barcode, session.tape_file, session.stream_bytes, False)]
+                result.copy_path = session.path
+                log.info(
+                    "%s: copied by %s",
+                    spec.source.name,
+                    "the copy manager (EXTENDED COPY)"
+                    if session.path == "xcopy"
+                    else "the host (the SAN has no copy manager)",
+                )
+                result.state = "complete"
         finally:
             access.close()
     except Exception as exc:
