@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from flows import queue_cli, serve_cli
 from tapeflow import cli as core_cli
 
 
@@ -123,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_argument("--catalog", default=None, help="Catalog block name or .duckdb path")
     common.add_argument("--json", action="store_true")
+    serve_cli.add_commands(top, common)
+    queue_cli.add_commands(top, common)
 
     demo = top.add_parser("demo", help="backup + restore demo on a fresh embedded library")
     demo.add_argument("--dir", help="where to put the demo (default: a temp dir)")

@@ -34,6 +34,7 @@ from tasks.maintenance import (
 )
 
 PRUNE_CRON = "0 0 * * *"  # catalog prune: daily at 00:00 (registered in deployments/)
+SCHEDULES = {"catalog-prune": (PRUNE_CRON, "daily-prune")}  # flow name: (cron, schedule slug)
 Work = Callable[[], dict[str, Any]]
 Rows = Callable[[dict[str, Any]], list[dict[str, Any]]]
 

@@ -1,0 +1,1 @@
+"""Prefect deployments of tapeflow's flows: the registry, the serve script, prefect.yaml."""
