@@ -39,12 +39,21 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 90.0) -> Any:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     """deployments/serve.py in a child process, talking to the test server."""
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(),
-           "TAPEFLOW_HOME": str(tmp_path / "home")}
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": PREFECT_API_URL.value(),
+        "TAPEFLOW_HOME": str(tmp_path / "home"),
+    }
     log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "deployments/serve.py"], cwd=REPO, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "deployments/serve.py"],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
+
         def deployed() -> bool:
             async def read() -> bool:
                 async with get_client() as client:
@@ -88,8 +97,7 @@ def test_cancel_master_from_the_api(
         parameters={"sources": sources, "library": env["library"], "catalog": env["catalog"]},
         timeout=0,
     )
-    wait_for("a running slave",
-             lambda: any(r.state.is_running() for r in slave_runs(str(run.id))))
+    wait_for("a running slave", lambda: any(r.state.is_running() for r in slave_runs(str(run.id))))
 
     async def cancel() -> None:
         async with get_client() as client:
@@ -151,8 +159,13 @@ def test_kill_9_mid_slave_then_rerun_redoes_only_unfinished(
             return None
         try:
             with Catalog(Path(env["catalog"]), read_only=True) as cat:
-                return ([s["source"] for s in cat.sessions(job_id=str(run.id))
-                         if s["state"] == "complete"],)
+                return (
+                    [
+                        s["source"]
+                        for s in cat.sessions(job_id=str(run.id))
+                        if s["state"] == "complete"
+                    ],
+                )
         except CatalogError:  # being created, or the master (or its crash hook) writes now
             return None
 

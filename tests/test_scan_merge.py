@@ -85,7 +85,12 @@ def run_job(catalog: Path, job: str, src: Path, library: str, level: str) -> lis
     """One backup job through the backup core; returns its session ids."""
     sources = [Source("src", str(src))]
     specs, skipped = prepare_job(
-        catalog, job, sources=sources, pool=Pool(), level=level, library=library  # type: ignore[arg-type]
+        catalog,
+        job,
+        sources=sources,
+        pool=Pool(),
+        level=level,
+        library=library,  # type: ignore[arg-type]
     )
     results = [run_slave(s, deleted_rows=deleted_rows_for(s)) for s in specs]
     outcome = record_results(catalog, job, Pool(), results, skipped)
@@ -116,8 +121,10 @@ def backup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backup]:
         with Catalog(catalog) as cat:
             rows = {sid: session_files(cat, sid) for sid in sessions}
             media = {
-                sid: [(r["sequence"], r["barcode"], r["tape_file"])
-                      for r in session_media(cat, sid).to_pylist()]
+                sid: [
+                    (r["sequence"], r["barcode"], r["tape_file"])
+                    for r in session_media(cat, sid).to_pylist()
+                ]
                 for sid in sessions
             }
         assert len(media[sessions[0]]) >= 2, "the full must span cartridges"
@@ -135,8 +142,10 @@ def test_rebuild_catalog_from_tapes(backup: Backup, tmp_path: Path) -> None:
         full, inc = backup.sessions
         for sid in backup.sessions:
             assert comparable(session_files(cat, sid)) == comparable(backup.rows[sid])
-            got = [(r["sequence"], r["barcode"], r["tape_file"])
-                   for r in session_media(cat, sid).to_pylist()]
+            got = [
+                (r["sequence"], r["barcode"], r["tape_file"])
+                for r in session_media(cat, sid).to_pylist()
+            ]
             assert got == backup.media[sid]
             row = cat.session(sid)
             assert row["state"] == "complete"
@@ -281,15 +290,17 @@ def test_truncated_session_is_partial(library: str, tmp_path: Path) -> None:
     make_sample_tree(src, files=40)
     lib, drive = _with_drive(library, "TF0001L9")
     write_label(drive, "TF0001L9", "TF0001L9", "default")
-    with SessionWriter(drive, SessionInfo("s-cut", job_id="j-cut", source="src"),
-                       barcode="TF0001L9") as writer:
+    with SessionWriter(
+        drive, SessionInfo("s-cut", job_id="j-cut", source="src"), barcode="TF0001L9"
+    ) as writer:
         writer.add_tree(src)
         written = writer.close()
     assert written.records > 3
     drive.locate(written.segments[0].first_block + 2)  # keep two records, cut the rest
     drive.write_filemarks(1)
-    with SessionWriter(drive, SessionInfo("s-ok", job_id="j-ok", source="src"),
-                       barcode="TF0001L9") as ok:
+    with SessionWriter(
+        drive, SessionInfo("s-ok", job_id="j-ok", source="src"), barcode="TF0001L9"
+    ) as ok:
         ok.add_path(str(src / "dir0" / "sub0" / "file0000.dat"), "file0000.dat")
         done = ok.close()
     _release(lib, drive)
