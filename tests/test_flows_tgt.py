@@ -71,3 +71,35 @@ def test_full_incremental_and_restore_on_tgt(tmp_path: Path, monkeypatch) -> Non
         assert old["restored"] > 0 and tree_digest(tmp_path / "old") == before
         new = restore(source="src0", target=str(tmp_path / "new"), library=library, catalog=catalog)
         assert new["restored"] > 0 and tree_digest(tmp_path / "new") == after
+
+
+def test_library_flows_on_tgt(tmp_path: Path, monkeypatch) -> None:
+    """Inventory, label and drive offline/online as flows against tgt; the tag limit follows."""
+    from flows.library import MediaNotDone, library_drive, library_inventory, library_label
+    from tests.test_flows import tag_limit
+
+    reason = TgtLibrary.available()
+    if reason:
+        pytest.skip(f"tgt cannot run here: {reason}")
+    monkeypatch.setenv("TAPEFLOW_HOME", str(tmp_path / "home"))
+    with TgtLibrary(tmp_path / "tgt", drives=2, slots=6, cartridges=4, cartridge_mb=32) as tgt:
+        spec = LibrarySpec(
+            "iscsi",
+            portal=tgt.portal,
+            target=tgt.target_iqn,
+            changer_lun=tgt.changer_lun,
+            drive_luns=tuple(tgt.drive_luns),
+            name=f"tgtlib-{tmp_path.name}",
+        )
+        library, tag = str(spec), f"tape-drive:{spec.name}"
+        inv = library_inventory(library=library)
+        barcodes = [e["barcode"] for e in inv["elements"] if e["barcode"]]
+        assert sorted(barcodes) == sorted(tgt.barcodes)
+        done = library_label(first_slot=1, last_slot=2, pool="weekly", library=library)
+        assert [d["action"] for d in done] == ["labelled", "labelled"]
+        with pytest.raises(MediaNotDone, match="1 cartridge"):  # slot 2: never relabelled
+            library_label(first_slot=2, last_slot=3, pool="weekly", library=library)
+        library_drive(drive=1, online=False, library=library)
+        assert tag_limit(tag) == 1
+        library_drive(drive=1, online=True, library=library)
+        assert tag_limit(tag) == 2
