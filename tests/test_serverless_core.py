@@ -107,3 +107,35 @@ def test_a_volume_that_never_goes_quiet_is_not_frozen(san: tuple, tmp_path: Path
     assert vl.disk_store("vol").snapshots() == []  # nothing left behind
     with Library(f"embedded:{vl.root}") as lib:  # drive unloaded, lease released
         assert all(d.barcode is None for d in lib.inventory().drives)
+
+
+def test_early_warning_completes_the_session_and_marks_the_cartridge_full(
+    tmp_path: Path,
+) -> None:
+    """A session that runs into the cartridge's early-warning zone is still complete; the
+    cartridge is reported full so the next session goes to another one."""
+    fat.write_tree(tmp_path / "src", {"big.bin": b"x" * (3 * MB)})
+    img = fat.mkfs(tmp_path / "vol.img", 12, 6_000)
+    fat.mcopy(img, tmp_path / "src" / "big.bin")
+    vl = VirtualLibrary.create(
+        tmp_path / "lib", drives=1, slots=4, capacity=16 * MB, early_warning=14 * MB
+    )
+    spec = _spec(vl, tmp_path, quiet=0.1)
+    spec.source = Source("vol", str(img), kind="volume", quiet=0.1)  # host path: image file
+    result = run_serverless_slave(spec)
+    assert result.state == "complete" and result.copy_path == "host"
+    assert [t.full for t in result.tapes] == [True]
+
+
+def test_large_inline_data_is_cut_into_commands_within_the_limit() -> None:
+    from tapeflow.scsi.vpd import Designator
+    from tapeflow.scsi.xcopy import CopyPlan
+
+    d = Designator(1, 0, 3, bytes(8))
+    plan = CopyPlan(d, d, 512, 4096)
+    plan.add_inline(bytes(range(256)) * 40)  # 10240 bytes of headers in one segment
+    plan.add_blocks(0, 24)
+    batches = list(plan.batches(max_segments=64, max_inline=4096))
+    assert all(batches) and len(batches) > 1
+    assert all(sum(len(s.inline) for s in b) <= 4096 for b in batches)
+    assert b"".join(s.inline for b in batches for s in b) == bytes(range(256)) * 40

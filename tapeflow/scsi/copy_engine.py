@@ -82,12 +82,14 @@ def run_segments(
         pos = 0
         with memoryview(buf) as view:
             while len(buf) - pos >= record_size:
-                try:
-                    tape.write(view[pos : pos + record_size])
-                except VolumeOverflow:
-                    raise
-                except EndOfMedium:
-                    early = True  # written; the drive only warns that the end is near
+                # released on exit even if an exception (early warning) still refers to it
+                with view[pos : pos + record_size] as record:
+                    try:
+                        tape.write(record)
+                    except VolumeOverflow:
+                        raise
+                    except EndOfMedium:
+                        early = True  # written; the drive only warns that the end is near
                 pos += record_size
         del buf[:pos]  # one move of the residue, not one per record
 

@@ -19,6 +19,11 @@ MAX_TRANSFER_BLOCKS = 2048  # 1 MiB of 512-byte blocks per READ/WRITE
 Capacity16 = Struct("last_lba" / Int64ub, "block_length" / Int32ub)
 
 
+class ShortTransfer(Exception):
+    """A disk returned fewer bytes than the blocks asked for, without an error: the data would
+    shift silently, so the copy stops here."""
+
+
 class ReadCapacity16(Command):
     """READ CAPACITY(16): last LBA and logical block length."""
 
@@ -97,7 +102,12 @@ class BlockDevice:
         parts: list[bytes] = []
         while blocks > 0:
             n = min(blocks, MAX_TRANSFER_BLOCKS)
-            parts.append(self.dev.execute(Read16(lba, n, length)))
+            data = self.dev.execute(Read16(lba, n, length))
+            if len(data) != n * length:
+                raise ShortTransfer(
+                    f"{self.dev.name}: READ of {n} blocks at {lba} gave {len(data)} bytes"
+                )
+            parts.append(data)
             lba += n
             blocks -= n
         return b"".join(parts)

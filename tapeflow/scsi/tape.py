@@ -180,15 +180,17 @@ class TapeDrive:
             try:
                 self.space(step)
             except FilemarkDetected as exc:  # the filemark is an object too
+                if exc.information is None:
+                    return  # no residue: the position is lost (space() forgot it)
                 if remaining is not None:
-                    remaining -= step - (exc.information or 0) + 1
+                    remaining -= step - exc.information + 1
                 if files is not None:
                     files -= 1
                     if files == 0:
                         return
                 continue
             except EndOfData as exc:  # the target is end-of-data itself (or past it)
-                if exc.information is None and remaining is None and files is None:
+                if exc.information is None:
                     self._count_to_end()  # no residue given: find end-of-data by bisection
                 return
             if remaining is not None:
@@ -238,14 +240,14 @@ class TapeDrive:
         try:
             self.dev.execute(ssc.Space6(count, code))
         except FilemarkDetected as exc:
-            if forward_blocks:  # stopped after the filemark
-                self._moved(count - (exc.information or 0) + 1, 1)
+            if forward_blocks and exc.information is not None:  # stopped after the filemark
+                self._moved(count - exc.information + 1, 1)
             else:
-                self._lost()
+                self._lost()  # no residue: how far it went is not known
             raise
         except EndOfData as exc:
-            if forward_blocks:
-                self._moved(count - (exc.information or 0))
+            if forward_blocks and exc.information is not None:
+                self._moved(count - exc.information)
             else:
                 self._lost()
             raise
@@ -259,6 +261,10 @@ class TapeDrive:
             self._block = None
         else:
             self._lost()
+
+    def forget_position(self) -> None:
+        """Another initiator (a copy manager) moved the tape: what this handle tracked is void."""
+        self._lost()
 
     def space_filemarks(self, count: int) -> None:
         """Like `mt fsf`/`mt bsf`."""

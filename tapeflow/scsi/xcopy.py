@@ -123,7 +123,8 @@ OperatingParametersData = Struct(
     "held_data_limit" / Int32ub,
     "max_stream_transfer" / Int32ub,
     Padding(2),
-    "max_concurrent" / Int16ub,
+    "total_concurrent" / Int16ub,
+    "max_concurrent" / Int8ub,
     "granularity" / Int8ub,
     "inline_granularity" / Int8ub,
     "held_granularity" / Int8ub,
@@ -271,15 +272,20 @@ class CopyPlan:
         ends on a record boundary: the segment that crosses it is split there."""
         if max_segments < 2:
             raise ValueError("a copy manager must take at least 2 segments per command")
-        pending = list(reversed(self.segments))
+        piece = max(4, (max_inline // 2) & ~3)  # inline data larger than this is cut up
+        pending: list[Segment] = []
+        for seg in reversed(self.segments):
+            if seg.kind == INLINE_TO_STREAM and len(seg.inline) > piece:
+                cuts = range(0, len(seg.inline), piece)
+                pending += [replace(seg, inline=seg.inline[i : i + piece]) for i in reversed(cuts)]
+            else:
+                pending.append(seg)
         batch: list[Segment] = []
         offset = inline = 0
         while pending:
             seg = pending.pop()
             size = (len(seg.inline) + 3) & ~3
-            if size > max_inline:
-                raise ValueError(f"inline segment of {size} bytes exceeds the limit {max_inline}")
-            full = len(batch) >= max_segments // 2 or inline + size > max_inline // 2
+            full = batch and (len(batch) >= max_segments // 2 or inline + size > max_inline // 2)
             if full and offset % self.record_size == 0:
                 yield batch
                 batch, inline = [], 0

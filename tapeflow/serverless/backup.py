@@ -20,6 +20,7 @@ import pyarrow as pa
 from tapeflow.fs.model import VolumeInfo, coalesce
 from tapeflow.scsi.device import ScsiDevice
 from tapeflow.scsi.sbc import BlockDevice
+from tapeflow.scsi.sense import EndOfMedium, VolumeOverflow
 from tapeflow.scsi.tape import TapeDrive
 from tapeflow.scsi.vpd import unit_designator
 from tapeflow.scsi.xcopy import CopyPlan
@@ -59,6 +60,7 @@ class ServerlessResult:
     copies: list[CopyOutcome] = field(default_factory=list)
     maps: MapTables | None = None
     seconds: float = 0.0
+    early_warning: bool = False  # the cartridge is nearly full: the next session goes elsewhere
 
     @property
     def path(self) -> str:
@@ -89,6 +91,17 @@ def copy_runs(
         if end > start:
             out.append((start, min(end, size) - start))
     return coalesce(out)
+
+
+def _written(op: Callable[..., None], *args: object) -> bool:
+    """Run a tape write; True when it was written in the early-warning zone (not an error)."""
+    try:
+        op(*args)
+    except VolumeOverflow:
+        raise
+    except EndOfMedium:
+        return True
+    return False
 
 
 def _chunks_map(runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -125,6 +138,8 @@ def write_session(
     disk_id = unit_designator(origin.dev) if xcopy else None
     tape_id = unit_designator(tape.dev) if xcopy else None
     block = origin.geometry().block_length
+    if block != 512:  # runs and pax headers are 512-aligned; larger blocks would cut them
+        raise ValueError(f"{source}: {block}-byte disk blocks are not supported (512 only)")
     base_lba = volume_offset // block
 
     size = origin.geometry().size - volume_offset  # the whole partition: NTFS keeps a backup
@@ -146,12 +161,19 @@ def write_session(
         execute_plan(plan, disk=origin, tape=tape, copy_manager=copy_manager, progress=progress)
     ]
     log.info("%s: image copied by %s (%d bytes)", source, copies[0].path, plan.stream_bytes)
+    if copies[0].path == "xcopy":
+        tape.forget_position()  # the copy manager moved the tape, not this handle
 
     # Chunks written during the copy: their freeze-time bytes, from the frozen view.
     stream_start = plan.stream_bytes
+    early = False
     cow_runs: list[fmt.Run] = []
     if frozen is not None:
-        modified = [(o, min(n, size - o)) for o, n in coalesce(frozen.modified_runs()) if o < size]
+        modified = [  # disk offsets -> volume offsets, clipped to the image
+            (max(o, 0), min(o + n, size) - max(o, 0))
+            for o, n in ((o - volume_offset, n) for o, n in coalesce(frozen.modified_runs()))
+            if o + n > 0 and o < size
+        ]
         snap_id = unit_designator(frozen.device.dev) if xcopy else None
         plan2 = CopyPlan(snap_id, tape_id, block, record_size)
         plan2.add_inline(fmt.sparse_member_header(f"{source}.cow", size, modified, created))
@@ -160,6 +182,8 @@ def write_session(
             cow_runs.append(fmt.Run(offset, length, stream_start + at))
         plan2.add_inline(fmt.end_of_archive(stream_start + plan2.stream_bytes, record_size))
         copies.append(execute_plan(plan2, disk=frozen.device, tape=tape, copy_manager=copy_manager))
+        if copies[-1].path == "xcopy":
+            tape.forget_position()
         if modified:
             log.info(
                 "%s: %d chunk run(s) changed during the copy: saved as %s.cow",
@@ -171,9 +195,12 @@ def write_session(
     else:
         tail = fmt.end_of_archive(stream_start, record_size)
         for pos_ in range(0, len(tail), record_size):
-            tape.write(tail[pos_ : pos_ + record_size])
+            early |= _written(tape.write, tail[pos_ : pos_ + record_size])
         total = stream_start + len(tail)
-    tape.write_filemarks(1)
+    early |= _written(tape.write_filemarks, 1)
+    early |= any(c.early_warning for c in copies)
+    if early:
+        log.warning("%s: the cartridge reached its early-warning zone", source)
     result = ServerlessResult(
         session_id=session_id,
         tape_file=pos.file if pos.file is not None else -1,
@@ -186,6 +213,7 @@ def write_session(
         cow_runs=cow_runs,
         copies=copies,
         seconds=time.monotonic() - started,
+        early_warning=early,
     )
     result.maps = build_maps(result, entries_tables)
     return result

@@ -7,7 +7,7 @@ import io
 import os
 from pathlib import Path
 
-from tapeflow.scsi.sbc import BlockDevice, Geometry
+from tapeflow.scsi.sbc import BlockDevice, Geometry, ShortTransfer
 
 BUFFER = 1024 * 1024
 
@@ -73,7 +73,10 @@ class ImageBlockDevice(BlockDevice):
         return self._geometry
 
     def read(self, lba: int, blocks: int) -> bytes:
-        return os.pread(self._fd, blocks * 512, lba * 512)
+        data = os.pread(self._fd, blocks * 512, lba * 512)
+        if len(data) != blocks * 512:
+            raise ShortTransfer(f"{self.path}: {blocks} blocks at {lba} run past its end")
+        return data
 
     def write(self, lba: int, data: bytes | memoryview) -> None:
         view = memoryview(data)

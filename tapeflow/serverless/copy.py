@@ -41,6 +41,7 @@ class CopyOutcome:
     stream_bytes: int
     commands: int
     seconds: float
+    early_warning: bool = False  # host path: the drive warned that the cartridge is nearly full
 
 
 def execute_plan(
@@ -62,7 +63,9 @@ def execute_plan(
             record_size=plan.record_size,
             progress=progress,
         )
-        return CopyOutcome(HOST, result.stream_bytes, 0, time.monotonic() - started)
+        return CopyOutcome(
+            HOST, result.stream_bytes, 0, time.monotonic() - started, result.early_warning
+        )
     params = OperatingParametersData.parse(
         copy_manager.execute(ReceiveCopyResults(OPERATING_PARAMETERS, alloc=4096)).ljust(64, b"\0")
     )

@@ -188,6 +188,8 @@ def image_plan(maps: MapTables, device: BlockDevice, tape: TapeDrive | None) -> 
     """STREAM->BLOCK segments that write the image runs, then the cow runs, onto `device`,
     discarding the headers between them; reads the stream from its start."""
     block = device.geometry().block_length
+    if block != 512:
+        raise ValueError(f"{block}-byte disk blocks are not supported as a restore target")
     disk_id = None if isinstance(device, ImageBlockDevice) else unit_designator(device.dev)
     tape_id = None if tape is None or disk_id is None else unit_designator(tape.dev)
     plan = CopyPlan(disk_id, tape_id, block, maps.record_size)

@@ -76,7 +76,9 @@ def run_serverless_slave(
                 )
                 result.files = session.maps.volfiles.num_rows
                 result.bytes = session.stream_bytes
-                result.tapes = [TapeUse(barcode, session.tape_file, session.stream_bytes, False)]
+                result.tapes = [
+                    TapeUse(barcode, session.tape_file, session.stream_bytes, session.early_warning)
+                ]
                 result.copy_path = session.path
                 log.info(
                     "%s: copied by %s",

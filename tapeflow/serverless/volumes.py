@@ -144,6 +144,7 @@ class VolumeAccess:
                 warnings.append(f"{self.ref}: no snapshot ({exc}); copied live after quiesce")
         else:
             warnings.append(f"{self.ref}: this SAN offers no snapshot; copied live after quiesce")
+        device: BlockDevice | None = None
         try:
             if snap is None:
                 yield FrozenVolume(self.origin, self.origin, None, False, warnings)
@@ -154,8 +155,12 @@ class VolumeAccess:
                 tracks = snap.modified_blocks(512) is not None
                 yield FrozenVolume(self.origin, device, snap, tracks, warnings)
         finally:
-            if snap is not None:
-                snap.release()
+            try:
+                if device is not None:
+                    device.close()
+            finally:
+                if snap is not None:
+                    snap.release()
 
     def close(self) -> None:
         """Close the disk and copy manager handles."""

@@ -16,11 +16,15 @@ from tapeflow.scsi.sense import COPY_ABORTED, ILLEGAL_REQUEST
 from tapeflow.scsi.tape import TapeDrive
 from tapeflow.scsi.transport import Transport
 from tapeflow.scsi.xcopy import (
+    BLOCK_TO_STREAM,
     COPY_STATUS,
     DISK_TYPE,
+    INLINE_TO_STREAM,
     OPERATING_PARAMETERS,
     STATUS_ERROR,
     STATUS_GOOD,
+    STREAM_TO_BLOCK,
+    STREAM_TO_DISCARD,
     TAPE_TYPE,
     CopyStatusData,
     OperatingParametersData,
@@ -86,6 +90,16 @@ class CopyManagerHandle(LogicalUnit):
         used_disks = {i for i in named if openers[i][0] == DISK_TYPE}
         if len(used_disks) > 1 or len(tapes) != 1:
             raise CheckCondition(ILLEGAL_REQUEST, 0x26, 0x0C)  # one disk and one tape per list
+        for src, dst, seg in plist.segments:  # each side must be the kind the segment says
+            want = {
+                BLOCK_TO_STREAM: (DISK_TYPE, TAPE_TYPE),
+                STREAM_TO_BLOCK: (TAPE_TYPE, DISK_TYPE),
+                INLINE_TO_STREAM: (None, TAPE_TYPE),
+                STREAM_TO_DISCARD: (TAPE_TYPE, None),
+            }[seg.kind]
+            for index, kind in zip((src, dst), want, strict=True):
+                if kind is not None and openers[index][0] != kind:
+                    raise CheckCondition(COPY_ABORTED, 0x0D, 0x03)  # incorrect target type
         tape_index = next(iter(tapes))
         status, done, moved = STATUS_GOOD, len(plist.segments), 0
         with ExitStack() as stack:
@@ -150,6 +164,7 @@ class CopyManagerHandle(LogicalUnit):
                     "max_inline": MAX_INLINE,
                     "held_data_limit": 0,
                     "max_stream_transfer": MAX_STREAM_TRANSFER,
+                    "total_concurrent": 1,
                     "max_concurrent": 1,
                     "granularity": 9,
                     "inline_granularity": 2,
