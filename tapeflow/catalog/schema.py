@@ -20,7 +20,8 @@ FILE_SCHEMA = pa.schema(
         pa.field("uid", pa.int32()),
         pa.field("gid", pa.int32()),
         pa.field("link_target", pa.string()),
-        pa.field("checksum", pa.string()),  # "sha256:<hex>" of the content, regular files only
+        pa.field("checksum", pa.string()),  # "<algorithm>:<hex>" of the content (sha256, or
+        # blake3 for files >= 1 MiB), regular files only
         pa.field("barcode", pa.string()),  # cartridge holding the member's header
         pa.field("tape_file", pa.int32()),  # tape file number on that cartridge (0 = label)
         pa.field("block", pa.int64()),  # logical block of the header (LOCATE target)

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from tapeflow.tapefmt import Member
+from tapeflow.tapefmt.writer import checksum_algorithm
 
-DEFAULT_ALGORITHM = "sha256"
+DEFAULT_ALGORITHM = "auto"  # what the writer would have used for a member of that size
 
 
 def algorithm_of(checksum: str | None) -> str | None:
@@ -22,10 +23,8 @@ def algorithm_of(checksum: str | None) -> str | None:
 def new_hasher(algorithm: str) -> Any | None:
     """A hashlib-like object for `algorithm`, or None when this host cannot compute it."""
     if algorithm == "blake3":
-        try:
-            import blake3  # type: ignore[import-not-found]
-        except ImportError:
-            return None
+        import blake3
+
         return blake3.blake3()
     try:
         return hashlib.new(algorithm)
@@ -44,7 +43,10 @@ def _zeros(hasher: Any, n: int) -> None:
 
 
 def hash_member(member: Member, data: Iterator[memoryview], algorithm: str) -> str | None:
-    """Consume a member's stored data and return its checksum (None: algorithm unavailable)."""
+    """Consume a member's stored data and return its checksum (None: algorithm unavailable);
+    "auto" picks the writer's algorithm for the member's size."""
+    if algorithm == "auto":
+        algorithm = checksum_algorithm(member.size)
     hasher = new_hasher(algorithm)
     if hasher is None:
         for _ in data:

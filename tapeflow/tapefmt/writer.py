@@ -18,7 +18,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from operator import attrgetter
 from types import TracebackType
+from typing import Any
 
+import blake3
 import pyarrow as pa
 
 from tapeflow.catalog.schema import FILE_SCHEMA
@@ -78,6 +80,24 @@ def _encode_name(name: str) -> tuple[bytes, bool]:
         return name.encode("utf-8"), False
     except UnicodeEncodeError:
         return os.fsencode(name), True
+
+
+# Files at least this large are hashed with BLAKE3 (about 4x SHA-256's speed on one core, so
+# a large file streams to the drive at disk speed); smaller ones keep SHA-256, which the
+# stdlib-only fastpack helper computes. The catalog names the algorithm in each checksum.
+BLAKE3_FROM = 1 << 20
+
+
+def checksum_algorithm(size: int) -> str:
+    """The algorithm the writer uses for a file of `size` bytes."""
+    return "blake3" if size >= BLAKE3_FROM else "sha256"
+
+
+def content_hasher(size: int) -> Any:
+    """A fresh hasher for a file of `size` bytes: BLAKE3 for large files, else SHA-256."""
+    if checksum_algorithm(size) == "blake3":
+        return blake3.blake3()
+    return hashlib.sha256()
 
 
 class _Helper:
@@ -430,7 +450,7 @@ class SessionWriter:
             return
         try:
             size = st.st_size
-            hasher = hashlib.sha256()
+            hasher = content_hasher(size)
             chunks = None
             if self._sparse and size and st.st_blocks * 512 < size:
                 chunks = sparse_mod.data_map(fd, size)
@@ -452,7 +472,7 @@ class SessionWriter:
         name: str,
         st: os.stat_result,
         chunks: list[tuple[int, int]],
-        hasher: hashlib._Hash,
+        hasher: Any,  # hashlib or blake3 hasher
     ) -> int:
         """GNU pax sparse 1.0: map in the data area, then only the data chunks."""
         smap = sparse_mod.encode_map(chunks)
@@ -565,7 +585,7 @@ class SessionWriter:
         size: int,
         st: os.stat_result,
         link: str,
-        hasher: hashlib._Hash | None,
+        hasher: Any | None,  # hashlib or blake3 hasher
         start: int,
     ) -> None:
         """Remember one catalog row; emitted once its bytes are on tape."""
@@ -637,7 +657,7 @@ class SessionWriter:
                 blocks.append(block)
                 offsets.append(off)
         checksums = [
-            h if h is None or isinstance(h, str) else f"sha256:{h.hexdigest()}" for h in cols[10]
+            h if h is None or isinstance(h, str) else f"{h.name}:{h.hexdigest()}" for h in cols[10]
         ]
         paths = list(cols[0])
         try:
