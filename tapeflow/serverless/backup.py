@@ -1,5 +1,6 @@
-"""One serverless session: freeze the volume, map its files, copy its blocks to tape (copy
-manager or host), then the chunks written meanwhile, and describe it all as Arrow tables.
+"""One serverless session on tape: the volume's blocks (moved by the copy manager, or by the
+host), then the chunks written meanwhile, described as Arrow tables for the catalog. The
+caller (serverless/slave.py) freezes the volume and maps its files first.
 
 The image is copied from the live disk while a copy-on-write snapshot records every chunk
 written during the copy together with its freeze-time content; that content follows the image
@@ -104,10 +105,6 @@ def _written(op: Callable[..., None], *args: object) -> bool:
     return False
 
 
-def _chunks_map(runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    return [(o, n) for o, n in runs]
-
-
 def write_session(
     *,
     session_id: str,
@@ -150,7 +147,7 @@ def write_session(
     plan = CopyPlan(disk_id, tape_id, block, record_size)
     info_hdr = fmt.session_info(session_id, job_id, source, record_size, created)
     plan.add_inline(info_hdr.global_header())
-    chunks = None if mode == "all" else _chunks_map(runs)
+    chunks = None if mode == "all" else runs  # the sparse map is the stored runs
     plan.add_inline(fmt.image_member_header(image_name, size, chunks, created))
     stored: list[fmt.Run] = []
     for offset, length in runs:

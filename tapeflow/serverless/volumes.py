@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from tapeflow.backup.model import Source
 from tapeflow.library.spec import LibrarySpec
@@ -21,6 +21,9 @@ from tapeflow.snapshot.errors import SnapshotUnsupported
 from tapeflow.snapshot.providers import ReflinkProvider, Snapshot, SnapshotProvider, SourceRef
 from tapeflow.snapshot.quiesce import file_probe, wait_for_quiet
 
+if TYPE_CHECKING:
+    from tapeflow.vtl import VirtualLibrary
+
 log = logging.getLogger(__name__)
 
 DISK_PREFIX = "disk:"
@@ -29,7 +32,7 @@ DISK_PREFIX = "disk:"
 class DiskSnapshot(Snapshot):
     """A copy-on-write snapshot of an embedded disk LUN, read through its own snapshot LUN."""
 
-    def __init__(self, library: object, disk: str, name: str, size: int) -> None:
+    def __init__(self, library: VirtualLibrary, disk: str, name: str, size: int) -> None:
         super().__init__(
             source=f"disk:{disk}", method="cow", created=datetime.now(UTC), size=size, path=None
         )
@@ -37,7 +40,7 @@ class DiskSnapshot(Snapshot):
 
     def device(self) -> BlockDevice:
         """A new handle on the snapshot LUN."""
-        return BlockDevice(self.library.disk(self.disk, self.name), f"{self.disk}@{self.name}")  # type: ignore[attr-defined]
+        return BlockDevice(self.library.disk(self.disk, self.name), f"{self.disk}@{self.name}")
 
     def _open(self) -> BinaryIO:
         return open_volume_file(self.device())  # type: ignore[return-value]
@@ -46,12 +49,12 @@ class DiskSnapshot(Snapshot):
         from tapeflow.vtl.disk import CHUNK
 
         self._check()
-        chunks = self.library.disk_store(self.disk).modified_chunks(self.name)  # type: ignore[attr-defined]
+        chunks = self.library.disk_store(self.disk).modified_chunks(self.name)
         per = CHUNK // block_size
         return [(c * per, per) for c in chunks]
 
     def _release(self) -> None:
-        self.library.disk_store(self.disk).drop_snapshot(self.name)  # type: ignore[attr-defined]
+        self.library.disk_store(self.disk).drop_snapshot(self.name)
 
 
 class EmbeddedDiskProvider(SnapshotProvider):
@@ -59,12 +62,12 @@ class EmbeddedDiskProvider(SnapshotProvider):
 
     name = "embedded-cow"
 
-    def __init__(self, library: object) -> None:
+    def __init__(self, library: VirtualLibrary) -> None:
         self.library = library
 
     def snapshot(self, source: SourceRef) -> Snapshot:
         disk = str(source).removeprefix(DISK_PREFIX)
-        store = self.library.disk_store(disk)  # type: ignore[attr-defined]
+        store = self.library.disk_store(disk)
         return DiskSnapshot(self.library, disk, store.snapshot(), store.size)
 
 
