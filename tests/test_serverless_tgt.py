@@ -11,8 +11,7 @@ import pytest
 from tapeflow.backup.model import Source
 from tapeflow.library import Library, LibrarySpec
 from tapeflow.scsi.device import ScsiDevice
-from tapeflow.serverless.backup import write_session
-from tapeflow.serverless.slave import map_volume
+from tapeflow.serverless.slave import backup_volume
 from tapeflow.serverless.volumes import VolumeAccess
 from tapeflow.tapefmt import write_label
 from tapeflow.testing.tgt import TgtLibrary
@@ -29,22 +28,15 @@ def _backup(spec: LibrarySpec, lib: Library, path: str) -> tuple[str, bytes]:
     tape = lib.open_drive(0)
     try:
         write_label(tape, "V0", "V0", "p")
-        with access.frozen() as frozen:
-            info, used, tables = map_volume(access, frozen.device)
-            result = write_session(
-                session_id="s1",
-                job_id="j1",
-                source="vol",
-                info=info,
-                used=used,
-                entries_tables=tables,
-                origin=access.origin if frozen.tracks_changes else frozen.device,
-                frozen=frozen if frozen.tracks_changes else None,
-                tape=tape,
-                copy_manager=access.copy_manager,
-                mode="used",
-                record_size=RECORD,
-            )
+        result = backup_volume(
+            access,
+            tape,
+            session_id="s1",
+            job_id="j1",
+            source="vol",
+            mode="used",
+            record_size=RECORD,
+        )
     finally:
         tape.close()
         access.close()

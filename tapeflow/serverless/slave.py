@@ -14,14 +14,18 @@ from tapeflow.backup.model import SlaveResult, SlaveSpec, TapeUse
 from tapeflow.backup.slave import NoWritableCartridge, SlaveFailed, mounted
 from tapeflow.catalog.rows import write_session_rows
 from tapeflow.fs.detect import open_volume
-from tapeflow.fs.model import EXTENT_SCHEMA, VOLUME_FILE_SCHEMA, entries_to_batches
+from tapeflow.fs.model import EXTENT_SCHEMA, VOLUME_FILE_SCHEMA, VolumeInfo, entries_to_batches
 from tapeflow.library import LibrarySpec
-from tapeflow.serverless.backup import ServerlessResult, write_session
+from tapeflow.scsi.sbc import BlockDevice
+from tapeflow.scsi.tape import TapeDrive
+from tapeflow.serverless.backup import RECORD_SIZE, ServerlessResult, write_session
 from tapeflow.serverless.blockfile import open_volume_file
 from tapeflow.serverless.maps import BLOCKMAPS_DIRNAME
 from tapeflow.serverless.volumes import VolumeAccess
 
 log = logging.getLogger(__name__)
+
+Tables = tuple[pa.Table, pa.Table]
 
 
 def blockmaps_dir(files_dir: Path) -> Path:
@@ -29,8 +33,8 @@ def blockmaps_dir(files_dir: Path) -> Path:
     return Path(files_dir).parent / BLOCKMAPS_DIRNAME
 
 
-def map_volume(access: VolumeAccess, device) -> tuple:  # noqa: ANN001 - BlockDevice
-    """Parse the frozen volume: (info, used runs, (files table, extents table))."""
+def map_volume(device: BlockDevice) -> tuple[VolumeInfo, list[tuple[int, int]], Tables]:
+    """Parse the frozen volume: (info, used cluster runs, (files table, extents table))."""
     with open_volume_file(device) as fh:
         volume = open_volume(fh)
         files, extents = [], []
@@ -43,6 +47,48 @@ def map_volume(access: VolumeAccess, device) -> tuple:  # noqa: ANN001 - BlockDe
             pa.Table.from_batches(extents, EXTENT_SCHEMA),
         )
         return volume.info, used, tables
+
+
+def backup_volume(
+    access: VolumeAccess,
+    tape: TapeDrive,
+    *,
+    session_id: str,
+    job_id: str,
+    source: str,
+    mode: str,
+    record_size: int = RECORD_SIZE,
+    progress: Callable[[int], None] | None = None,
+) -> ServerlessResult:
+    """Freeze the volume, map it from the frozen view and write its session to `tape` (a
+    labelled cartridge): the image from the live disk plus the changed chunks when the
+    snapshot tracks changes, else the frozen view itself."""
+    with access.frozen() as frozen:
+        for warning in frozen.warnings:
+            log.warning("%s", warning)
+        info, used, tables = map_volume(frozen.device)
+        log.info(
+            "%s: %s volume, %d bytes, %d entries mapped",
+            source,
+            info.kind,
+            info.size,
+            tables[0].num_rows,
+        )
+        return write_session(
+            session_id=session_id,
+            job_id=job_id,
+            source=source,
+            info=info,
+            used=used,
+            entries_tables=tables,
+            origin=access.origin if frozen.tracks_changes else frozen.device,
+            frozen=frozen if frozen.tracks_changes else None,
+            tape=tape,
+            copy_manager=access.copy_manager,
+            mode=mode,
+            record_size=record_size,
+            progress=progress,
+        )
 
 
 def run_serverless_slave(
@@ -65,7 +111,15 @@ def run_serverless_slave(
                 on_media_request=on_media_request,
                 drive_timeout=drive_timeout,
             ) as (handle, mounter):
-                session = _write(spec, access, handle, on_progress)
+                session = backup_volume(
+                    access,
+                    handle,
+                    session_id=spec.session_id,
+                    job_id=spec.job_id,
+                    source=spec.source.name,
+                    mode=spec.source.mode,
+                    progress=on_progress,
+                )
                 barcode = mounter.barcode or ""
                 assert session.maps is not None
                 session.maps.write(blockmaps_dir(Path(spec.files_dir)), spec.session_id, barcode)
@@ -96,34 +150,3 @@ def run_serverless_slave(
             f"subjob {spec.subjob} ({spec.source.name}): {result.error}", result
         ) from exc
     return result
-
-
-def _write(spec: SlaveSpec, access: VolumeAccess, tape, on_progress) -> ServerlessResult:  # noqa: ANN001
-    with access.frozen() as frozen:
-        for warning in frozen.warnings:
-            log.warning("%s", warning)
-        info, used, tables = map_volume(access, frozen.device)
-        log.info(
-            "%s: %s volume, %d bytes, %d entries mapped",
-            spec.source.name,
-            info.kind,
-            info.size,
-            tables[0].num_rows,
-        )
-        origin = access.origin if frozen.tracks_changes else frozen.device
-        return write_session(
-            session_id=spec.session_id,
-            job_id=spec.job_id,
-            source=spec.source.name,
-            info=info,
-            used=used,
-            entries_tables=tables,
-            origin=origin,
-            frozen=frozen if frozen.tracks_changes else None,
-            tape=tape,
-            copy_manager=access.copy_manager
-            if origin is access.origin or frozen.snapshot
-            else None,
-            mode=spec.source.mode,
-            progress=on_progress,
-        )
