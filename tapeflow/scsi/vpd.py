@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from construct import Bytes, Int8ub, Int16ub, Padding, Struct, this
 
 from tapeflow.scsi.command import Command, spc
+from tapeflow.scsi.device import ScsiDevice
 
 DEVICE_IDENTIFICATION = 0x83
 
@@ -96,11 +97,10 @@ def xcopy_designator(designators: list[Designator]) -> Designator | None:
     return None
 
 
-def unit_designator(dev: object) -> Designator:
-    """The XCOPY-usable designator of the unit behind `dev` (a ScsiDevice); ValueError if the
-    unit reports none that fits an 0xE4 descriptor."""
-    data = dev.execute(DeviceIdentification())  # type: ignore[attr-defined]
-    found = xcopy_designator(parse_designators(data))
+def unit_designator(dev: ScsiDevice) -> Designator:
+    """The XCOPY-usable designator of the unit behind `dev`; ValueError if the unit reports
+    none that fits an 0xE4 descriptor."""
+    found = xcopy_designator(parse_designators(dev.execute(DeviceIdentification())))
     if found is None:
-        raise ValueError(f"{getattr(dev, 'name', dev)}: no NAA/EUI-64 designator in VPD 0x83")
+        raise ValueError(f"{dev.name}: no NAA/EUI-64 designator in VPD 0x83")
     return found

@@ -115,7 +115,7 @@ class VolumeAccess:
                     origin,
                     ScsiDevice(manager) if manager else None,
                     EmbeddedDiskProvider(vl),
-                    store.generation,
+                    file_probe(store.image),  # every write moves the backing file's mtime
                     source.path,
                 )
             return cls(source, origin, None, None, None, source.path)

@@ -63,7 +63,6 @@ class DiskMeta:
     image: str  # absolute path of the backing image file
     block_length: int
     serial: str
-    generation: int = 0  # bumped by every write: a write-activity probe for quiesce
 
     @classmethod
     def load(cls, directory: Path) -> DiskMeta:
@@ -123,10 +122,6 @@ class Disk:
     def lock(self) -> FileLock:
         """The disk's write lock (the caller closes it)."""
         return FileLock(self.dir / "write.lock")
-
-    def generation(self) -> int:
-        """How many write commands the disk has taken."""
-        return DiskMeta.load(self.dir).generation
 
     # --- snapshots ---------------------------------------------------------------------------
     def snapshots(self) -> list[str]:
@@ -223,9 +218,6 @@ class Disk:
                 while view:
                     done = os.pwrite(img.fileno(), view, offset)
                     view, offset = view[done:], offset + done
-                meta = DiskMeta.load(self.dir)
-                meta.generation += 1
-                meta.save(self.dir)
         finally:
             lock.close()
 
