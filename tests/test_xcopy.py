@@ -309,3 +309,32 @@ def test_stream_to_block_segment_kinds_parse(san: tuple) -> None:
     plan.add_blocks(10, 4, STREAM_TO_BLOCK)
     parsed = parse_parameter_list(plan.parameter_list(plan.segments))
     assert [(s, d) for s, d, _ in parsed.segments] == [(1, 0xFFFF), (1, 0)]
+
+
+def test_a_short_disk_read_stops_the_copy(san: tuple, tmp_path: Path) -> None:
+    """A disk that returns fewer bytes than asked, without an error, must not shift the stream."""
+    from tapeflow.scsi.sbc import ShortTransfer
+    from tapeflow.scsi.transport import CommandResult
+    from tapeflow.serverless.blockfile import ImageBlockDevice
+
+    vl, image = san
+    lun = vl.disk("vol1")
+
+    class Lying:  # answers READ(16) one block short
+        def execute(self, cdb: bytes, data_out: object = None, data_in_len: int = 0):
+            result = lun.execute(cdb, data_out, data_in_len)
+            if cdb[0] == 0x88:
+                return CommandResult(result.status, result.data_in[:-512], result.sense)
+            return result
+
+        def close(self) -> None:
+            lun.close()
+
+    with pytest.raises(ShortTransfer, match="gave"):
+        BlockDevice(Lying()).read(0, 8)  # type: ignore[arg-type]
+    dev = ImageBlockDevice(image)
+    try:
+        with pytest.raises(ShortTransfer, match="past its end"):
+            dev.read(dev.geometry().blocks - 1, 2)
+    finally:
+        dev.close()
