@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -140,10 +142,8 @@ HOLDER = textwrap.dedent(
 )
 
 
-def test_locked_by_another_process(tmp_path: Path) -> None:
-    """A second process holding the DuckDB file makes opening raise CatalogLocked."""
-    path = tmp_path / "catalog.duckdb"
-    Catalog(path).close()
+def _hold(path: Path) -> subprocess.Popen[str]:
+    """Another process holding the catalog open until its stdin closes."""
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(path)],
         stdin=subprocess.PIPE,
@@ -151,16 +151,53 @@ def test_locked_by_another_process(tmp_path: Path) -> None:
         cwd=ROOT,
         text=True,
     )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+    return holder
+
+
+def _release(holder: subprocess.Popen[str]) -> None:
+    assert holder.stdin is not None
+    holder.stdin.close()
+    holder.wait(timeout=30)
+
+
+def test_locked_by_another_process(tmp_path: Path) -> None:
+    """A second process holding the DuckDB file makes opening raise CatalogLocked once the
+    lock wait is over (at once with no wait, read-only too)."""
+    path = tmp_path / "catalog.duckdb"
+    Catalog(path).close()
+    holder = _hold(path)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
         with pytest.raises(CatalogLocked, match="locked"):
-            Catalog(path)
+            Catalog(path, lock_wait=0)
+        with pytest.raises(CatalogLocked, match="locked"):
+            Catalog(path, read_only=True, lock_wait=0)
+        start = time.monotonic()
+        with pytest.raises(CatalogLocked, match="locked"):
+            Catalog(path, lock_wait=0.5)
+        assert time.monotonic() - start >= 0.5
     finally:
-        assert holder.stdin is not None
-        holder.stdin.close()
-        holder.wait(timeout=30)
+        _release(holder)
     with Catalog(path) as cat:  # released with the other process
         assert cat.schema_version == SCHEMA_VERSION
+
+
+def test_open_waits_for_a_brief_holder(tmp_path: Path) -> None:
+    """A reader holding the file for a moment (a `find` during a backup) delays a writer's
+    open instead of failing it: the master's record of a slave must not be lost to it."""
+    path = tmp_path / "catalog.duckdb"
+    Catalog(path).close()
+    holder = _hold(path)
+    timer = threading.Timer(1.0, _release, args=(holder,))
+    timer.start()
+    try:
+        start = time.monotonic()
+        with Catalog(path, lock_wait=30) as cat:
+            waited = time.monotonic() - start
+            assert cat.schema_version == SCHEMA_VERSION
+        assert 0.9 <= waited < 30
+    finally:
+        timer.join()
 
 
 @pytest.mark.parametrize("content", [b"", b"not a database at all\n" * 500])

@@ -4,6 +4,7 @@ of per-session Parquet rows, queried together through the `files` view."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -28,6 +29,7 @@ from .errors import (
 )
 from .migrations import migrate
 
+LOCK_WAIT = 60.0  # seconds an open waits while another process holds the DuckDB file
 SESSION_STATES = ("running", "complete", "partial", "failed")
 LEVELS = ("full", "differential", "incremental")
 EVENT_LEVELS = ("debug", "info", "warning", "error")
@@ -77,6 +79,8 @@ class Catalog:
 
     One Catalog holds DuckDB's process-wide write lock and is not thread-safe: serialize calls.
     Slaves in other processes write rows with rows.write_session_rows (no lock) instead.
+    Every holder keeps the file briefly, so opening waits up to `lock_wait` seconds for
+    another process (a reader's `find`, a master recording a slave) before CatalogLocked.
     """
 
     def __init__(
@@ -85,6 +89,7 @@ class Catalog:
         *,
         files_dir: str | Path | None = None,
         read_only: bool = False,
+        lock_wait: float = LOCK_WAIT,
     ) -> None:
         """Connect, migrate, check readability and create the views."""
         self.path = Path(path).resolve()
@@ -93,7 +98,7 @@ class Catalog:
         )
         self.read_only = read_only
         self._depth = 0
-        self.con = self._connect()
+        self.con = self._connect(lock_wait)
         try:
             self.schema_version = migrate(self.con) if not read_only else self._version_ro()
             self._check_readable()
@@ -108,15 +113,24 @@ class Catalog:
 
     # -- connection, errors, transactions -------------------------------------------------
 
-    def _connect(self) -> duckdb.DuckDBPyConnection:
-        """Connect, turning lock and not-a-database failures into typed errors."""
+    def _connect(self, lock_wait: float) -> duckdb.DuckDBPyConnection:
+        """Connect, waiting up to `lock_wait` s for another process's lock; lock and
+        not-a-database failures become typed errors."""
         if self.path.exists() and self.path.is_dir():
             raise CatalogError(f"catalog path {self.path} is a directory, not a DuckDB file")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            con = duckdb.connect(str(self.path), read_only=self.read_only)
-        except duckdb.Error as exc:
-            raise self._translate(exc) from exc
+        deadline = time.monotonic() + lock_wait
+        pause = 0.01
+        while True:
+            try:
+                con = duckdb.connect(str(self.path), read_only=self.read_only)
+                break
+            except duckdb.Error as exc:
+                error = self._translate(exc)
+                if not isinstance(error, CatalogLocked) or time.monotonic() >= deadline:
+                    raise error from exc
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 2, 0.2)
         con.execute("SET TimeZone = 'UTC'")
         con.execute("SET parquet_metadata_cache = true")
         return con

@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import shutil
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -36,7 +35,7 @@ from tapeflow.backup.master import record_slave
 from tapeflow.backup.model import Pool, SlaveResult, SlaveSpec, Source
 from tapeflow.backup.pools import plan_media
 from tapeflow.backup.slave import SlaveFailed, mounted, write_file_session
-from tapeflow.catalog import Catalog, CatalogLocked, new_id, utc
+from tapeflow.catalog import Catalog, new_id, utc
 from tapeflow.catalog.migrations import SCHEMA_VERSION
 from tapeflow.catalog.rows import SCHEMA_FILE, write_session_rows
 from tapeflow.library import Library
@@ -142,18 +141,6 @@ class CatalogRecoverResult:
 # --- helpers ---------------------------------------------------------------------------------
 def _sql_path(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
-
-
-def open_catalog(path: Path, *, wait: float = LOCK_WAIT) -> Catalog:
-    """Open the catalog read-write, waiting up to `wait` s while another process holds it."""
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            return Catalog(path)
-        except CatalogLocked:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.2)
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -287,7 +274,7 @@ def backup_catalog(
     staging.mkdir(parents=True)
     try:
         report("snapshot", force=True)
-        with open_catalog(path) as cat:
+        with Catalog(path, lock_wait=LOCK_WAIT) as cat:
             taken = utc()
             counts, present, missing, staged = _snapshot(cat, staging)
             cat.set_pool(media_pool.name, media_pool.retention_days, append=media_pool.append)
@@ -386,16 +373,8 @@ def backup_catalog(
 def _record(path: Path, job_id: str, pool: Pool, result: SlaveResult) -> None:
     """Record the session like a backup slave's (waiting for the catalog's lock), then the
     job's end state."""
-    deadline = time.monotonic() + LOCK_WAIT
-    while True:
-        try:
-            record_slave(path, job_id, pool, result)  # opens the catalog first: all or nothing
-            break
-        except CatalogLocked:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.2)
-    with open_catalog(path) as cat:
+    record_slave(path, job_id, pool, result)  # opens the catalog first: all or nothing
+    with Catalog(path, lock_wait=LOCK_WAIT) as cat:
         cat.finish_job(job_id, "complete" if result.state == "complete" else "failed")
 
 

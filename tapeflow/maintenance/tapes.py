@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tapeflow.catalog import Catalog
 from tapeflow.library import Library
-from tapeflow.maintenance.catalog_backup import open_catalog
 from tapeflow.maintenance.compare import CompareResult
 from tapeflow.maintenance.errors import BadInput
 from tapeflow.maintenance.leased import DEFAULT_TIMEOUT, CartridgeBusy, leased_mounts
@@ -102,7 +102,7 @@ def merge_cartridges(
     run = scan_cartridges(
         library, barcodes, drives=drives, timeout=timeout, on_progress=on_progress
     )
-    with open_catalog(Path(catalog)) as cat:
+    with Catalog(Path(catalog)) as cat:
         result = merge_scans(cat, run.media)
     return result, run
 
