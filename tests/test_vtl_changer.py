@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from tapeflow.vtl import (
     NotALibraryError,
     VirtualLibrary,
 )
+from tapeflow.vtl.config import LibraryPaths
+from tapeflow.vtl.state import ChangerMap, DriveState, FileLock, Occupant
 
 
 def move(src: int, dst: int, transport: int = 0) -> bytes:
@@ -178,3 +181,42 @@ def test_mail_slots(lib: VirtualLibrary, changer: Transport) -> None:
     lib.insert("NEW005L9")
     with pytest.raises(MailSlotError):
         lib.insert("NEW006L9")
+
+
+def test_open_repairs_a_crash_between_map_and_drive_state(lib: VirtualLibrary) -> None:
+    """A move that died after saving the map but before inserting the cartridge in the drive
+    is finished by the next open: the drive holds what the map says."""
+    paths = LibraryPaths(lib.root)
+    cmap = ChangerMap.load(paths.changer_state)
+    occupant = cmap.elements.pop(1024)
+    cmap.elements[256] = Occupant(occupant.barcode, source=1024)
+    cmap.save(paths.changer_state)
+    reopened = VirtualLibrary.open(lib.root)
+    state = DriveState(paths.drive_state(0))
+    try:
+        assert state.barcode == occupant.barcode and state.loaded
+    finally:
+        state.close()
+    drive = reopened.drive(0)
+    try:
+        ok(drive.execute(bytes(6)))  # TEST UNIT READY: the cartridge is there
+    finally:
+        drive.close()
+
+
+def test_open_does_not_wait_for_a_busy_drive(lib: VirtualLibrary, changer: Transport) -> None:
+    """A drive in the middle of a command holds its command lock; opening the library (a new
+    slave starting on another drive) must not wait for it."""
+    ok(changer.execute(move(1024, 256)))
+    busy = FileLock(LibraryPaths(lib.root).drive_command_lock(0))
+    busy.acquire()
+    opened = threading.Event()
+    try:
+        opener = threading.Thread(
+            target=lambda: (VirtualLibrary.open(lib.root), opened.set()), daemon=True
+        )
+        opener.start()
+        opener.join(timeout=10)
+        assert opened.is_set(), "opening the library waited for drive 0's command"
+    finally:
+        busy.close()

@@ -30,6 +30,7 @@ from tapeflow.vtl.state import (
     IE_FIRST,
     STORAGE_FIRST,
     ChangerMap,
+    DriveState,
     FileLock,
     Occupant,
     init_drive_state,
@@ -153,14 +154,27 @@ class VirtualLibrary:
         return library
 
     def _reconcile(self) -> None:
-        """Repair a crash between a move's map update and its drive-state update."""
+        """Repair a crash between a move's map update and its drive-state update.
+
+        Only moves (under the changer lock, held here) change a drive's cartridge, so the
+        check reads each drive's state without its command lock, which a busy drive holds for
+        every WRITE: opening the library never waits for the drives that are streaming.
+        """
         lock = FileLock(self._paths.changer_lock)
         try:
             with lock:
                 cmap = ChangerMap.load(self._paths.changer_state)
                 for i in range(self.drive_count):
-                    with locked_drive(self._paths, i) as state:
-                        sync_drive(state, cmap.elements.get(DRIVE_FIRST + i))
+                    occupant = cmap.elements.get(DRIVE_FIRST + i)
+                    wanted = occupant.barcode if occupant else None
+                    state = DriveState(self._paths.drive_state(i))
+                    try:
+                        agrees = state.barcode == wanted
+                    finally:
+                        state.close()
+                    if not agrees:
+                        with locked_drive(self._paths, i) as state:
+                            sync_drive(state, occupant)
         finally:
             lock.close()
 
