@@ -111,3 +111,36 @@ def test_random_trees_round_trip(tree: dict[str, int], record: int) -> None:
             if r["type"] == "file":
                 block = tape.objects[r["block"]]
                 assert block is not None and len(block) == record
+
+
+def test_rows_of_odd_names_old_times_and_both_checksums(tmp_path: Path) -> None:
+    """Rows keep what the members say: a name that is not UTF-8 is recorded with U+FFFD, an
+    mtime before 1970 with a sub-microsecond part is rounded down, small files carry SHA-256
+    and large ones BLAKE3, and the fast and the general path agree on positions."""
+    import hashlib
+
+    import blake3
+
+    src = tmp_path / "src"
+    src.mkdir()
+    odd = os.fsdecode(b"caf\xe9.txt")
+    (src / odd).write_bytes(b"latin-1 name")
+    old = src / "old.txt"
+    old.write_bytes(b"before the epoch")
+    os.utime(old, ns=(-1_500_000_001, -1_500_000_001))
+    big = os.urandom((1 << 20) + 7)
+    (src / "big.bin").write_bytes(big)
+    for i in range(300):  # enough small files for the fast path's runs
+        (src / f"s{i:03d}.txt").write_bytes(b"x" * i)
+    tape, rows = write_session(src)
+    by = {r["path"]: r for r in rows}
+    assert "caf\ufffd.txt" in by
+    assert by["old.txt"]["mtime"].timestamp() == pytest.approx(-1.500001, abs=1e-7)  # floor
+    assert by["big.bin"]["checksum"] == "blake3:" + blake3.blake3(big).hexdigest()
+    assert by["s007.txt"]["checksum"] == "sha256:" + hashlib.sha256(b"x" * 7).hexdigest()
+    for r in rows:  # every recorded position starts that member's header
+        if r["type"] == "file" and r["path"] != "caf\ufffd.txt":
+            block = tape.objects[r["block"]]
+            assert block is not None
+            name = block[r["offset"] : r["offset"] + 100].split(b"\0", 1)[0]
+            assert name in (r["path"].encode(), b"././@PaxHeader")

@@ -8,8 +8,9 @@ handed back by index for the general path of the writer, so the bytes are exactl
 general path writes.
 
 The module imports only the standard library: the writer also runs it as a helper process
-(`python -I -S fastpack.py`, pickles over its stdin/stdout) that packs runs on the second core
-while the writer packs others; the writer puts all of them on the stream in tree order.
+(`python -I -S fastpack.py`: entries in as pickles over its stdin; rows as pickles and stream
+bytes raw over its stdout) that packs runs on the second core while the writer packs others;
+the writer puts all of them on the stream in tree order.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ Entry = tuple[str, str, bool]  # (filesystem path, member name, may be a regular
 Row = tuple[Any, ...]
 # One piece of a result: (stream bytes, rows with relative offsets), or the index of an entry
 # for the general path.
-Piece = tuple[bytes, list[Row]] | int
+Piece = tuple[bytes, list[Row]] | tuple[memoryview, list[Row]] | int
 
 
 def _user(uid: int) -> bytes:
@@ -227,13 +228,56 @@ def _read_exact(fd: int, n: int) -> bytearray:
     return buf
 
 
+def send_pieces(fd: int, pieces: list[Piece]) -> None:
+    """A run's result: its shape (pickled, stream bytes replaced by their length), then the
+    stream bytes raw, so that neither side copies them into or out of a pickle."""
+    shape = [p if isinstance(p, int) else (len(p[0]), p[1]) for p in pieces]
+    send(fd, shape)
+    for piece in pieces:
+        if not isinstance(piece, int):
+            view = memoryview(piece[0])
+            while view:
+                view = view[os.write(fd, view) :]
+
+
+class Receiver:
+    """Reads send_pieces() results into one reused buffer (no fresh pages per run)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._buf = bytearray(1 << 20)
+
+    def recv_pieces(self) -> list[tuple[memoryview, list[Row]] | int]:
+        """The next result; its stream bytes are views valid until the next call."""
+        shape = recv(self.fd)
+        total = sum(p[0] for p in shape if not isinstance(p, int))
+        if total > len(self._buf):
+            self._buf = bytearray(total)  # views of the old buffer keep it alive
+        view = memoryview(self._buf)
+        got = 0
+        while got < total:
+            k = os.readv(self.fd, [view[got:total]])
+            if not k:
+                raise EOFError("helper pipe closed")
+            got += k
+        pieces: list[tuple[memoryview, list[Row]] | int] = []
+        pos = 0
+        for p in shape:
+            if isinstance(p, int):
+                pieces.append(p)
+            else:
+                pieces.append((view[pos : pos + p[0]], p[1]))
+                pos += p[0]
+        return pieces
+
+
 def serve(rfd: int, wfd: int) -> None:
     """Helper loop: settings first, then a run of entries in, its pieces out, until EOF."""
     try:
         sparse, pax_size_from = recv(rfd)
         packer = Packer(sparse, pax_size_from)
         while True:
-            send(wfd, packer.pack(recv(rfd)))
+            send_pieces(wfd, packer.pack(recv(rfd)))
     except (EOFError, BrokenPipeError):
         return
 

@@ -13,6 +13,7 @@ import select
 import stat
 import subprocess
 import sys
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from typing import Any
 
 import blake3
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tapeflow.catalog.schema import FILE_SCHEMA
 from tapeflow.tapefmt import fastpack
@@ -109,6 +111,7 @@ class _Helper:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             close_fds=True,
+            env={**os.environ, **HELPER_MALLOC},
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.wfd = self.proc.stdin.fileno()
@@ -119,6 +122,7 @@ class _Helper:
             except OSError:
                 pass
         self.inflight = 0
+        self._receiver = fastpack.Receiver(self.rfd)
         fastpack.send(self.wfd, (sparse, pax_size_from))
 
     def submit(self, entries: list[fastpack.Entry]) -> None:
@@ -130,8 +134,9 @@ class _Helper:
         return bool(select.select([self.rfd], [], [], 0)[0])
 
     def result(self) -> list[fastpack.Piece]:
+        """The oldest run's pieces; their bytes are valid until the next call."""
         self.inflight -= 1
-        return fastpack.recv(self.rfd)  # type: ignore[no-any-return]
+        return self._receiver.recv_pieces()  # type: ignore[return-value]
 
     def close(self) -> None:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -147,7 +152,42 @@ class _Helper:
             self.proc.wait()
 
 
+# A catalog row as the writer keeps it: FILE_SCHEMA's own columns, times in ns, and where the
+# member's bytes start and end in the stream.
+_ROW = pa.struct(
+    [
+        ("path", pa.string()),
+        ("type", pa.string()),
+        ("size", pa.int64()),
+        ("mtime", pa.int64()),
+        ("ctime", pa.int64()),
+        ("inode", pa.uint64()),
+        ("mode", pa.int32()),
+        ("uid", pa.int32()),
+        ("gid", pa.int32()),
+        ("link_target", pa.string()),
+        ("checksum", pa.string()),
+        ("start", pa.int64()),
+        ("end", pa.int64()),
+    ]
+)
+
+
+def _micros(ns: pa.Array) -> pa.Array:
+    """Nanoseconds since the epoch as a UTC microsecond timestamp, rounded down."""
+    stamp = ns.cast(pa.timestamp("ns", tz="UTC"))
+    return pc.floor_temporal(stamp, unit="microsecond").cast(pa.timestamp("us", tz="UTC"))
+
+
+def _printable(path: str) -> str:
+    """A name that is not valid UTF-8 (surrogate-escaped bytes) as UTF-8 with U+FFFD."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 HELPER_RUNS = 2  # runs in flight in the helper
+# The helper's runs are ~0.5 MB blobs, freed as soon as they are sent: glibc would map and unmap
+# each one (hundreds of thousands of page faults per 50,000 files); keep them on the heap.
+HELPER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(64 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
 # Packed bytes held back behind a run the helper has not returned yet before waiting for it
 # (when the helper's core is busy, this side packs more runs meanwhile instead of waiting).
 MAX_HELD = 64 << 20
@@ -194,7 +234,8 @@ class SessionWriter:
         self._batch_rows = batch_rows
         self._pax_size_from = pax_size_from
         self._sparse = sparse
-        self._rows: list[tuple] = []
+        self._rows: list[tuple] = []  # stream offsets (items 11, 12) relative to _bases[i]
+        self._bases: list[int] = []
         self._batches: list[pa.RecordBatch] = []
         self._links: dict[tuple[int, int], str] = {}
         self._unames: dict[int, bytes] = {}
@@ -277,6 +318,8 @@ class SessionWriter:
                 helper = self._helper = _Helper(self._sparse, self._pax_size_from)
             except OSError:
                 self._use_helper = False
+        if helper is not None and helper.inflight >= HELPER_RUNS:
+            self._drain(wait=False)  # take finished runs off the helper before packing here
         if helper is not None and helper.inflight < HELPER_RUNS:
             try:
                 helper.submit(run)
@@ -343,7 +386,8 @@ class SessionWriter:
             blob, rows = piece
             base = rw.tell()
             rw.write(blob)
-            self._rows.extend([(*r[:11], r[11] + base, r[12] + base) for r in rows])
+            self._rows.extend(rows)
+            self._bases.extend([base] * len(rows))
             self.members += len(rows)
             if len(self._rows) >= self._batch_rows:
                 self._emit(final=False)
@@ -590,6 +634,7 @@ class SessionWriter:
     ) -> None:
         """Remember one catalog row; emitted once its bytes are on tape."""
         self.members += 1
+        self._bases.append(0)
         self._rows.append(
             (
                 name,
@@ -602,7 +647,7 @@ class SessionWriter:
                 st.st_uid,
                 st.st_gid,
                 link or None,
-                hasher,
+                None if hasher is None else f"{hasher.name}:{hasher.hexdigest()}",
                 start,
                 self._rw.tell(),
             )
@@ -612,77 +657,62 @@ class SessionWriter:
 
     def _emit(self, final: bool) -> None:
         """Turn rows whose bytes are committed into a RecordBatch."""
+        rows, bases = self._rows, self._bases
         if final:
-            ready = len(self._rows)
-        else:
+            ready = len(rows)
+        else:  # rows end in stream order: the first one past what is on tape
             committed = self._rw.committed
-            ready = 0
-            for ready, row in enumerate(self._rows):  # noqa: B007 - index is the result
-                if row[12] > committed:
-                    break
-            else:
-                ready = len(self._rows)
+            ready = bisect_right(range(len(rows)), committed, key=lambda i: rows[i][12] + bases[i])
         if not ready:
             return
-        rows, self._rows = self._rows[:ready], self._rows[ready:]
-        batch = self._batch(rows)
+        self._rows, self._bases = rows[ready:], bases[ready:]
+        batch = self._batch(rows[:ready], bases[:ready])
         self._batches.append(batch)
         if self._on_batch is not None:
             self._on_batch(batch)
 
-    def _batch(self, rows: list[tuple]) -> pa.RecordBatch:
-        """Columns of FILE_SCHEMA from row tuples, positions resolved against the segments."""
-        cols = list(zip(*rows, strict=True))
+    def _batch(self, rows: list[tuple], bases: list[int]) -> pa.RecordBatch:
+        """Columns of FILE_SCHEMA from row tuples (converted by Arrow in one pass), positions
+        resolved against the segments."""
+        try:
+            table = pa.array(rows, _ROW)
+        except (UnicodeEncodeError, pa.ArrowInvalid):  # names that are not UTF-8
+            table = pa.array([(_printable(r[0]), *r[1:]) for r in rows], _ROW)
+        cols = dict(zip(_ROW.names, table.flatten(), strict=True))
+        n = len(rows)
+        starts = pc.add(cols["start"], pa.array(bases, pa.int64()))
         segs = self._rw.segments
         rs = self.record_size
-        barcodes: list[str | None] = []
-        files: list[int | None] = []
-        blocks: list[int] = []
-        offsets: list[int] = []
-        n = len(rows)
-        if len(segs) == 1:  # one cartridge so far: no lookup per row
+        if len(segs) == 1:  # one cartridge so far: whole columns at once
             seg = segs[0]
-            first, s0 = seg.first_block, seg.stream_start
-            barcodes = [seg.barcode] * n
-            files = [seg.tape_file] * n
-            for start in cols[11]:
-                block, off = divmod(start - s0, rs)
-                blocks.append(first + block)
-                offsets.append(off)
+            rel = pc.subtract(starts, seg.stream_start)  # never negative: no rounding issue
+            block = pc.divide(rel, rs)
+            barcodes = pa.array([seg.barcode] * n, pa.string())
+            files = pa.array([seg.tape_file] * n, pa.int32())
+            blocks = pc.add(block, seg.first_block)
+            offsets = pc.subtract(rel, pc.multiply(block, rs)).cast(pa.int32())
         else:
-            for start in cols[11]:
-                seg, block, off = locate_offset(segs, start, rs)
-                barcodes.append(seg.barcode)
-                files.append(seg.tape_file)
-                blocks.append(block)
-                offsets.append(off)
-        checksums = [
-            h if h is None or isinstance(h, str) else f"{h.name}:{h.hexdigest()}" for h in cols[10]
-        ]
-        paths = list(cols[0])
-        try:
-            path_arr = pa.array(paths, pa.string())
-        except (UnicodeEncodeError, pa.ArrowInvalid):
-            path_arr = pa.array(
-                [p.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for p in paths],
-                pa.string(),
-            )
+            located = [locate_offset(segs, start, rs) for start in starts.to_pylist()]
+            barcodes = pa.array([seg.barcode for seg, _, _ in located], pa.string())
+            files = pa.array([seg.tape_file for seg, _, _ in located], pa.int32())
+            blocks = pa.array([block for _, block, _ in located], pa.int64())
+            offsets = pa.array([off for _, _, off in located], pa.int32())
         arrays = [
             pa.array([self.info.session_id] * n, pa.string()),
-            path_arr,
-            pa.array(cols[1], pa.string()),
-            pa.array(cols[2], pa.int64()),
-            pa.array([t // 1000 for t in cols[3]], pa.timestamp("us", tz="UTC")),
-            pa.array([t // 1000 for t in cols[4]], pa.timestamp("us", tz="UTC")),
-            pa.array(cols[5], pa.uint64()),
-            pa.array(cols[6], pa.int32()),
-            pa.array(cols[7], pa.int32()),
-            pa.array(cols[8], pa.int32()),
-            pa.array(cols[9], pa.string()),
-            pa.array(checksums, pa.string()),
-            pa.array(barcodes, pa.string()),
-            pa.array(files, pa.int32()),
-            pa.array(blocks, pa.int64()),
-            pa.array(offsets, pa.int32()),
+            cols["path"],
+            cols["type"],
+            cols["size"],
+            _micros(cols["mtime"]),
+            _micros(cols["ctime"]),
+            cols["inode"],
+            cols["mode"],
+            cols["uid"],
+            cols["gid"],
+            cols["link_target"],
+            cols["checksum"],
+            barcodes,
+            files,
+            blocks,
+            offsets,
         ]
         return pa.RecordBatch.from_arrays(arrays, schema=FILE_SCHEMA)
