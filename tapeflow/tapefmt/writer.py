@@ -184,7 +184,7 @@ def _printable(path: str) -> str:
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-HELPER_RUNS = 2  # runs in flight in the helper
+HELPER_RUNS = 3  # runs in flight in the helper
 # The helper's runs are ~0.5 MB blobs, freed as soon as they are sent: glibc would map and unmap
 # each one (hundreds of thousands of page faults per 50,000 files); keep them on the heap.
 HELPER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(64 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
