@@ -21,7 +21,13 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows import resolve
 from flows.reports import publish_job_report
 from flows.rotation import rotated
-from tapeflow.backup.master import JobOutcome, finish_job, prepare_job, record_slave
+from tapeflow.backup.master import (
+    JobOutcome,
+    finish_job,
+    largest_first,
+    prepare_job,
+    record_slave,
+)
 from tapeflow.backup.model import Level, SlaveResult, SlaveSpec
 from tapeflow.backup.operations import run_operation
 from tapeflow.backup.slave import SlaveFailed
@@ -54,10 +60,11 @@ def run_slaves(
 
     Submitting no more than there are drives means a slave never queues on the tag limit,
     whose retry interval (Prefect's Retry-After) would leave a freed drive idle for seconds.
+    The largest sources start first, so no drive is left writing a big one alone at the end.
     """
     log = get_run_logger()
     done: queue.Queue[PrefectFuture[Any]] = queue.Queue()
-    waiting = list(specs)
+    waiting = largest_first(specs)
     running: dict[PrefectFuture[Any], SlaveSpec] = {}
     results: list[SlaveResult] = []
     progress = create_progress_artifact(0.0, description=f"job {job_id}: slaves finished")

@@ -149,6 +149,26 @@ def test_one_drive_means_one_slave_at_a_time(env: dict[str, Any]) -> None:
     assert tag_limit(env["tag"]) == 1
 
 
+def test_largest_source_starts_first(env: dict[str, Any]) -> None:
+    """On one drive the slaves run largest first (the job ends on a short one); the subjob
+    numbers still follow the order of the sources."""
+    from flows.backup import backup
+
+    make_library(env, drives=1)
+    sources = []
+    for i, size in enumerate([1_000, 300_000, 100_000], start=1):
+        root = env["tmp"] / f"sized{i}"
+        root.mkdir()
+        (root / "data.bin").write_bytes(bytes(size))
+        sources.append({"name": f"sized{i}", "path": str(root)})
+    state = backup(
+        sources=sources, library=env["library"], catalog=env["catalog"], return_state=True
+    )
+    assert state.is_completed()
+    runs = sorted(slave_runs(str(state.state_details.flow_run_id)), key=lambda r: r.start_time)
+    assert [r.name.rsplit(" ", 1)[1] for r in runs] == ["2", "3", "1"]
+
+
 def test_offline_drive_lowers_the_limit(env: dict[str, Any]) -> None:
     from flows.backup import backup
 

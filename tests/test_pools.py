@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from tapeflow.backup.master import JobOutcome, finish_job, prepare_job, record_slave
+from tapeflow.backup.master import (
+    JobOutcome,
+    finish_job,
+    largest_first,
+    prepare_job,
+    record_slave,
+)
 from tapeflow.backup.model import KnownTape, MediaPlan, Pool, SlaveResult, SlaveSpec, Source
 from tapeflow.backup.pools import (
     InvalidPool,
@@ -411,3 +417,24 @@ def test_slave_spec_with_its_media_plan_survives_json() -> None:
     )
     again = SlaveSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
     assert again == spec
+
+
+def test_largest_first_puts_unknown_sizes_first_and_keeps_ties_in_order() -> None:
+    """Volumes (size unknown until the slave looks) first, then largest first, stable."""
+
+    def spec(subjob: int, size: int | None) -> SlaveSpec:
+        return SlaveSpec(
+            job_id="j",
+            session_id=f"s{subjob}",
+            subjob=subjob,
+            source=Source(f"src{subjob}", "/x"),
+            level="full",
+            pool=Pool(),
+            library="embedded:/x",
+            files_dir="/x",
+            expected_bytes=size,
+        )
+
+    order = largest_first([spec(1, 10), spec(2, None), spec(3, 500), spec(4, 10), spec(5, None)])
+    assert [s.subjob for s in order] == [2, 5, 3, 1, 4]
+    assert SlaveSpec.from_dict(spec(3, 500).to_dict()).expected_bytes == 500

@@ -8,18 +8,20 @@ sources already have a complete session and plans only the others.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
 from tapeflow.backup.model import Level, Pool, SlaveResult, SlaveSpec, Source
 from tapeflow.backup.pools import note_write, plan_media, record_relabel
 from tapeflow.backup.sources import SourceUnavailable, live_listing
-from tapeflow.catalog import Catalog, NotFound, plan_backup
+from tapeflow.catalog import BackupPlan, Catalog, NotFound, plan_backup
 
 
 @dataclass
@@ -128,10 +130,29 @@ def prepare_job(
                     compression=compression,
                     media_wait=media_wait,
                     media=media,
+                    expected_bytes=_planned_bytes(plan),
                 )
             )
         cat.log(f"job planned: {len(specs)} slave(s), {len(skipped)} already done", job_id=job_id)
     return specs, skipped
+
+
+def _planned_bytes(plan: BackupPlan | None) -> int | None:
+    """Content bytes a planned session will write; None when there is no plan (a volume, or a
+    source that could not be listed)."""
+    if plan is None:
+        return None
+    return int(pc.sum(plan.to_back_up()["size"]).as_py() or 0)
+
+
+def largest_first(specs: Sequence[SlaveSpec]) -> list[SlaveSpec]:
+    """The order to start slaves in: the longest first, so that the job's last slave is a
+    short one and the drives finish together. Unknown sizes (volumes, usually the largest)
+    go first; ties keep the order of the sources."""
+    return sorted(
+        specs,
+        key=lambda s: (s.expected_bytes is not None, -(s.expected_bytes or 0)),
+    )
 
 
 def deleted_rows_for(spec: SlaveSpec) -> pa.Table | None:
