@@ -353,8 +353,10 @@ def test_failures_and_media_requests_raise_events_and_notify(
     since = datetime.now(UTC) - timedelta(seconds=5)
     # one cartridge, one session per cartridge: subjob 2 finds it written and no other
     pool = {"name": name, "barcodes": ["TF0001L9"], "append": False, "retention_days": 30}
+    sources = make_sources(flow_env, 2, files=5)
+    (Path(sources[0]["path"]) / "big.bin").write_bytes(bytes(1 << 20))  # largest: runs first
     state = backup(
-        sources=make_sources(flow_env, 2, files=5),
+        sources=sources,
         pool=pool,
         library=flow_env["library"],
         catalog=flow_env["catalog"],
