@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from tapeflow.catalog import Catalog, session_media, tree_at
 from tapeflow.library import Library
-from tapeflow.library.leases import LeaseBoard
+from tapeflow.maintenance.leased import leased_mounts
 from tapeflow.scsi.tape import TapeDrive
 from tapeflow.serverless.maps import BLOCKMAPS_DIRNAME, load_maps
 from tapeflow.serverless.restore import restore_files
@@ -161,61 +161,52 @@ def restore_cartridge(
     overwrite: Overwrite = "always",
     drive_timeout: float = 24 * 3600,
 ) -> RestoreResult:
-    """Lease a drive, load `work.barcode`, extract its members by LOCATE, release everything."""
+    """Lease `work.barcode` and a drive, extract its members by LOCATE, release everything.
+
+    Leases are taken as every reader takes them (leased_mounts: the cartridge, then a drive);
+    a member continued on another cartridge is followed there under that cartridge's lease,
+    or fails with CartridgeBusy while a backup is writing it.
+    """
     result = RestoreResult(work.barcode)
     target.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     lib = Library(library)
-    board = LeaseBoard(lib.state_dir)
     holder = f"restore {work.barcode}"
-    with lib, board.drive(lib.online_drives(), holder, drive_timeout) as drive_lease:
-        result.drive = int(drive_lease.key)
-        with board.media(work.barcode, holder, drive_timeout):  # a backup may be appending
-            lib.clear(result.drive)  # what a killed job left behind
-            lib.load(result.drive, barcode=work.barcode)
-            handle: TapeDrive = lib.open_drive(result.drive)
-            loaded = work.barcode
-            try:
-                volume_items: dict[str, list[str]] = defaultdict(list)
-                for item in work.items:
-                    why = _keep_existing(target, item, overwrite)
-                    if why:
-                        result.skipped.append(f"{item.path}: {why}")
-                        continue
-                    if item.session_id in work.blockmaps:  # a file inside a volume image
-                        volume_items[item.session_id].append(item.path)
-                        continue
-                    parts = work.session_parts[item.session_id]
+    with lib, leased_mounts(lib, holder, [work.barcode], timeout=drive_timeout) as mounts:
+        result.drive = mounts.drives[0]
+        handle: TapeDrive = mounts.mount(work.barcode)
+        volume_items: dict[str, list[str]] = defaultdict(list)
+        for item in work.items:
+            why = _keep_existing(target, item, overwrite)
+            if why:
+                result.skipped.append(f"{item.path}: {why}")
+                continue
+            if item.session_id in work.blockmaps:  # a file inside a volume image
+                volume_items[item.session_id].append(item.path)
+                continue
+            parts = work.session_parts[item.session_id]
 
-                    def next_cartridge(seq: int, parts: list[str] = parts) -> TapeDrive:
-                        nonlocal handle, loaded
-                        handle.close()
-                        lib.unload(result.drive)
-                        loaded = parts[seq]
-                        lib.load(result.drive, barcode=loaded)
-                        handle = lib.open_drive(result.drive)
-                        return handle
+            def next_cartridge(seq: int, parts: list[str] = parts) -> TapeDrive:
+                nonlocal handle
+                handle = mounts.mount(parts[seq])  # the one drive: the other one goes home
+                return handle
 
-                    if loaded != work.barcode:  # a previous member continued elsewhere
-                        next_cartridge(parts.index(work.barcode) if work.barcode in parts else 0)
-                        loaded = work.barcode
-                    report = extract_member_at(
-                        handle,
-                        item.block,
-                        item.offset,
-                        target,
-                        next_cartridge=next_cartridge,
-                        session_id=item.session_id,
-                        sequence=item.sequence,
-                    )
-                    result.restored += len(report.extracted)
-                    result.skipped += [f"{s.name}: {s.reason}" for s in report.skipped]
-                for sid, paths in volume_items.items():  # serverless: only their clusters
-                    maps, _ = load_maps(Path(work.blockmaps[sid]), sid)
-                    done = restore_files(handle, maps, paths, target, exact=True)
-                    result.restored += done.files + done.dirs
-            finally:
-                handle.close()
-                lib.unload(result.drive)
+            handle = mounts.mount(work.barcode)  # back, if a previous member continued
+            report = extract_member_at(
+                handle,
+                item.block,
+                item.offset,
+                target,
+                next_cartridge=next_cartridge,
+                session_id=item.session_id,
+                sequence=item.sequence,
+            )
+            result.restored += len(report.extracted)
+            result.skipped += [f"{s.name}: {s.reason}" for s in report.skipped]
+        handle = mounts.mount(work.barcode)
+        for sid, paths in volume_items.items():  # serverless: only their clusters
+            maps, _ = load_maps(Path(work.blockmaps[sid]), sid)
+            done = restore_files(handle, maps, paths, target, exact=True)
+            result.restored += done.files + done.dirs
     result.seconds = time.monotonic() - start
     return result

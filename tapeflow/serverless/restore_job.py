@@ -12,7 +12,7 @@ from typing import Any
 
 from tapeflow.catalog import Catalog
 from tapeflow.library import Library
-from tapeflow.library.leases import LeaseBoard
+from tapeflow.maintenance.leased import leased_mounts
 from tapeflow.scsi.device import ScsiDevice
 from tapeflow.scsi.sbc import BlockDevice
 from tapeflow.serverless.blockfile import ImageBlockDevice
@@ -84,21 +84,12 @@ def restore_volume(
         with open(path, "wb") as fh:
             fh.truncate(maps.image_size)
         device = ImageBlockDevice(path, writable=True)
-    board = LeaseBoard(lib.state_dir)
     holder = f"image restore {source}"
     try:
-        with lib, board.drive(lib.online_drives(), holder, drive_timeout) as lease:
-            drive = int(lease.key)
-            with board.media(barcode, holder, drive_timeout):
-                lib.clear(drive)
-                lib.load(drive, barcode=barcode)
-                handle = lib.open_drive(drive)
-                try:
-                    outcome = restore_image(handle, maps, device, manager)
-                    device.flush()
-                finally:
-                    handle.close()
-                    lib.unload(drive)
+        with lib, leased_mounts(lib, holder, [barcode], timeout=drive_timeout) as mounts:
+            drive = mounts.drives[0]
+            outcome = restore_image(mounts.mount(barcode), maps, device, manager)
+            device.flush()
     finally:
         device.close()
         if manager is not None:
