@@ -30,6 +30,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def stop_group(proc: subprocess.Popen[bytes] | None, grace: float) -> None:
+    """SIGTERM `proc`'s process group, SIGKILL it after `grace` s, then kill whatever children
+    outlived the leader."""
+    if proc is None or proc.poll() is not None:
+        return
+    pgid = os.getpgid(proc.pid)
+    os.killpg(pgid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(pgid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 class RealServer:
     """`prefect server start --host 127.0.0.1 --port <free>` in a child process group."""
 
@@ -113,20 +131,8 @@ class RealServer:
         return self.log_path.read_text(errors="replace")[-4000:]
 
     def stop(self) -> None:
-        """Terminate the whole process group; kill it if it lingers."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        pgid = os.getpgid(self.proc.pid)
-        os.killpg(pgid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(pgid, signal.SIGKILL)
-            self.proc.wait(timeout=30)
-        try:  # children that outlived the leader (uvicorn workers, services)
-            os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        """Terminate the whole process group (uvicorn workers, services); kill it if it lingers."""
+        stop_group(self.proc, grace=30)
 
     def __enter__(self) -> Self:
         self.start()
@@ -196,20 +202,9 @@ class ServedDeployments:
         return self
 
     def stop(self) -> None:
-        """SIGTERM (the runner pauses its schedules), then kill the group if it lingers."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        pgid = os.getpgid(self.proc.pid)
-        os.killpg(pgid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(pgid, signal.SIGKILL)
-            self.proc.wait(timeout=30)
-        try:  # flow-run processes the runner started
-            os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        """SIGTERM (the runner pauses its schedules), then kill the group (the flow-run processes
+        the runner started) if it lingers."""
+        stop_group(self.proc, grace=60)
 
     def __exit__(
         self,
