@@ -32,12 +32,12 @@ from tapeflow.backup.rotation import GfsPolicy, RotationError, parse_rotation, r
 from tapeflow.backup.slave import NoWritableCartridge, SlaveFailed, run_slave
 from tapeflow.catalog import Catalog, NotFound, expiring_media
 from tapeflow.library import Library
-from tapeflow.maintenance.scan import global_info
 from tapeflow.reports import job_report, media_report
 from tapeflow.sample import make_sample_tree
 from tapeflow.tapefmt import read_label, write_label
 from tapeflow.tapefmt.label import PROBE_LENGTH
 from tapeflow.tapefmt.reader import goto_session
+from tapeflow.tapefmt.session import global_info
 from tapeflow.vtl import VirtualLibrary
 
 A, B, C, D = "TF0001L9", "TF0002L9", "TF0003L9", "TF0004L9"

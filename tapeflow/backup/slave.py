@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
-from construct import ConstructError
 
 from tapeflow.backup.model import KnownTape, Pool, SlaveResult, SlaveSpec, TapeUse
 from tapeflow.backup.sources import walk
@@ -38,8 +37,8 @@ from tapeflow.tapefmt import (
 )
 from tapeflow.tapefmt import write_label as format_tape
 from tapeflow.tapefmt.label import PROBE_LENGTH
-from tapeflow.tapefmt.pax import BLOCK, XGLTYPE, header_checksum_ok, parse_header, parse_pax_records
 from tapeflow.tapefmt.reader import goto_session
+from tapeflow.tapefmt.session import global_info
 
 log = logging.getLogger(__name__)
 
@@ -286,9 +285,10 @@ class Mounter:
             return self._written(handle)
         goto_session(handle, files - 1)
         try:
-            found = _session_of(handle.read(PROBE_LENGTH))
+            info = global_info(handle.read(PROBE_LENGTH))
         except (EndOfData, FilemarkDetected, IncorrectLength) as exc:
             return f"its last tape file does not start with a session ({type(exc).__name__})"
+        found = info.session_id if info else None
         if found != known.last_session:
             return f"its last tape file holds {found or 'no session'}, not {known.last_session}"
         return None
@@ -326,20 +326,6 @@ class Mounter:
         """Spanning: the current cartridge is full; mount the next one."""
         self.unmount()
         return self.mount()
-
-
-def _session_of(record: bytes) -> str | None:
-    """The session id in a record's tapeflow pax global header; None when it has none."""
-    if len(record) < BLOCK or not header_checksum_ok(record[:BLOCK]):
-        return None
-    try:
-        head = parse_header(record[:BLOCK])
-        if head.typeflag != XGLTYPE or BLOCK + head.size > len(record):
-            return None
-        info = SessionInfo.from_pax(parse_pax_records(record[BLOCK : BLOCK + head.size]))
-    except (ValueError, ConstructError):  # not a header of ours: the answer is "none"
-        return None
-    return info.session_id if info else None
 
 
 def _paths(spec: SlaveSpec) -> list[tuple[str, str]]:

@@ -50,7 +50,7 @@ from tapeflow.maintenance.errors import (
 from tapeflow.maintenance.leased import DEFAULT_TIMEOUT, leased_mounts
 from tapeflow.maintenance.mounts import Mounts
 from tapeflow.maintenance.progress import ProgressHook, Reporter
-from tapeflow.maintenance.scan import PROBE, global_info
+from tapeflow.maintenance.scan import PROBE
 from tapeflow.scsi.sense import EndOfData, FilemarkDetected, ScsiError
 from tapeflow.scsi.tape import TapeDrive
 from tapeflow.serverless.maps import BLOCKMAPS_DIRNAME
@@ -64,6 +64,7 @@ from tapeflow.tapefmt import (
     read_label,
 )
 from tapeflow.tapefmt.records import EndOfPart
+from tapeflow.tapefmt.session import global_info
 
 CATALOG_SOURCE = "__catalog__"  # the source name in the session's pax global header
 CATALOG_KIND = "catalog"

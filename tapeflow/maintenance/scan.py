@@ -42,14 +42,8 @@ from tapeflow.tapefmt import (
     read_label,
 )
 from tapeflow.tapefmt.label import describe_block
-from tapeflow.tapefmt.pax import (
-    BLOCK,
-    XGLTYPE,
-    header_checksum_ok,
-    parse_header,
-    parse_pax_records,
-)
 from tapeflow.tapefmt.records import EndOfPart
+from tapeflow.tapefmt.session import global_info
 
 LEVEL_NAMES = {0: "full", 1: "differential", 2: "incremental"}
 PROBE = 8 * 1024 * 1024  # largest record asked for when probing a tape file
@@ -131,21 +125,6 @@ class MediaScan:
     tape_files: list[TapeFileScan] = field(default_factory=list)
     sessions: list[ScannedSession] = field(default_factory=list)
     problem: str | None = None
-
-
-def global_info(record: bytes) -> SessionInfo | None:
-    """Session info from a record that starts with a tapeflow pax global header, else None."""
-    if len(record) < BLOCK or not header_checksum_ok(record[:BLOCK]):
-        return None
-    try:
-        head = parse_header(record[:BLOCK])
-        if head.typeflag != XGLTYPE or BLOCK + head.size > len(record):
-            return None
-        return SessionInfo.from_pax(parse_pax_records(record[BLOCK : BLOCK + head.size]))
-    except (ValueError, TypeError, ArithmeticError):
-        return None
-    except Exception:  # construct errors: not a header of ours
-        return None
 
 
 def _row_path(name: str) -> str:

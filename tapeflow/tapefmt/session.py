@@ -7,8 +7,12 @@ from datetime import UTC, datetime
 
 from tapeflow.tapefmt.label import FORMAT_VERSION
 from tapeflow.tapefmt.pax import (
+    BLOCK,
     XGLTYPE,
     format_pax_time,
+    header_checksum_ok,
+    parse_header,
+    parse_pax_records,
     parse_pax_time,
     pax_member,
     pax_member_sized,
@@ -84,3 +88,18 @@ class SessionInfo:
             sequence=int(text("sequence", "0")),
             offset=int(text("offset", "0")),
         )
+
+
+def global_info(record: bytes) -> SessionInfo | None:
+    """Session info from a record that starts with a tapeflow pax global header, else None."""
+    if len(record) < BLOCK or not header_checksum_ok(record[:BLOCK]):
+        return None
+    try:
+        head = parse_header(record[:BLOCK])
+        if head.typeflag != XGLTYPE or BLOCK + head.size > len(record):
+            return None
+        return SessionInfo.from_pax(parse_pax_records(record[BLOCK : BLOCK + head.size]))
+    except (ValueError, TypeError, ArithmeticError):
+        return None
+    except Exception:  # construct errors: not a header of ours
+        return None
