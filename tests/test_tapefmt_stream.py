@@ -144,3 +144,44 @@ def test_rows_of_odd_names_old_times_and_both_checksums(tmp_path: Path) -> None:
             assert block is not None
             name = block[r["offset"] : r["offset"] + 100].split(b"\0", 1)[0]
             assert name in (r["path"].encode(), b"././@PaxHeader")
+
+
+def test_a_dying_fastpack_helper_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The helper is killed after it took runs: the writer packs them itself, and the session
+    still holds every file once, in tree order, with rows pointing at their headers."""
+    import signal
+
+    from tapeflow.tapefmt import writer as writer_mod
+
+    src = tmp_path / "src"
+    src.mkdir()
+    files = {f"f{i:04d}.txt": os.urandom(i % 700) for i in range(1200)}
+    for name, data in files.items():
+        (src / name).write_bytes(data)
+    submitted = {"n": 0}
+    original = writer_mod._Helper.submit
+
+    def submit_then_die(self: writer_mod._Helper, entries: list) -> None:
+        original(self, entries)
+        submitted["n"] += 1
+        if submitted["n"] == 2:  # two runs in flight, none answered yet
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    monkeypatch.setattr(writer_mod._Helper, "submit", submit_then_die)
+    tape, rows = write_session(src)
+    assert submitted["n"] >= 2
+    assert [r["path"] for r in rows if r["type"] == "file"] == sorted(files)
+    goto_session(tape, 0)
+    out = tmp_path / "out"
+    report = SessionReader(tape).extract(out)
+    assert report.skipped == []
+    for name, data in files.items():
+        assert (out / name).read_bytes() == data
+    for r in rows:
+        block = tape.objects[r["block"]]
+        assert block is not None
+        name = block[r["offset"] : r["offset"] + 100].split(b"\0", 1)[0]
+        assert name in (r["path"].encode(), b"././@PaxHeader")
