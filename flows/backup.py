@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextvars
 import queue
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -60,30 +62,45 @@ def run_slaves(
 
     Submitting no more than there are drives means a slave never queues on the tag limit,
     whose retry interval (Prefect's Retry-After) would leave a freed drive idle for seconds.
+    The next slave is submitted from the finished slave's own thread, so a freed drive never
+    waits for the master's bookkeeping (recording other slaves that ended just before).
     The largest sources start first, so no drive is left writing a big one alone at the end.
     """
     log = get_run_logger()
-    done: queue.Queue[PrefectFuture[Any]] = queue.Queue()
+    done: queue.Queue[tuple[PrefectFuture[Any], SlaveSpec, BaseException | None]] = queue.Queue()
     waiting = largest_first(specs)
     running: dict[PrefectFuture[Any], SlaveSpec] = {}
+    lock = threading.RLock()  # re-entered when a future is already done as it is registered
+    flow_context = contextvars.copy_context()  # submitting needs the flow run's context
     results: list[SlaveResult] = []
     progress = create_progress_artifact(0.0, description=f"job {job_id}: slaves finished")
 
     def fill() -> None:
-        while waiting and len(running) < streams:
-            spec = waiting.pop(0)
-            slave = backup_slave.with_options(
-                tags=[tag], task_run_name=slave_name(job_id, spec.subjob)
-            )
-            future = slave.submit(spec.to_dict())
-            future.add_done_callback(done.put)
-            running[future] = spec
+        with lock:
+            while waiting and len(running) < streams:
+                spec = waiting.pop(0)
+                slave = backup_slave.with_options(
+                    tags=[tag], task_run_name=slave_name(job_id, spec.subjob)
+                )
+                future = slave.submit(spec.to_dict())
+                running[future] = spec
+                future.add_done_callback(finished)
+
+    def finished(future: PrefectFuture[Any]) -> None:
+        error: BaseException | None = None
+        with lock:
+            spec = running.pop(future)
+            try:
+                flow_context.copy().run(fill)
+            except BaseException as exc:  # handed to the master's thread, which raises it
+                error = exc
+        done.put((future, spec, error))
 
     fill()
-    while running:
-        future = done.get()
-        spec = running.pop(future)
-        fill()  # the freed drive's next slave starts before the bookkeeping below
+    for _ in specs:
+        future, spec, error = done.get()
+        if error is not None:
+            raise error
         try:  # the result, not future.state: the state may not be final when this wakes
             result = SlaveResult.from_dict(future.result())
         except Exception as exc:  # a failed slave: recorded as failed, not swallowed
