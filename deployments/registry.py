@@ -23,7 +23,14 @@ from prefect import Flow
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.schedules import Schedule
 
-from deployments.defaults import DEFAULT_TIMEZONE, NIGHTLY_CRON, WEEKLY_CRON
+from deployments.defaults import (
+    CLEAN_CRON,
+    DEFAULT_TIMEZONE,
+    NIGHTLY_CRON,
+    PRUNE_CRON,
+    PRUNE_DAYS,
+    WEEKLY_CRON,
+)
 from flows.backup import backup
 from flows.queue import ScheduleError, check_timezone, cron_schedule
 from flows.restore import restore
@@ -33,7 +40,6 @@ Rotation = Literal["simple", "gfs"]
 DEFAULT_SOURCES: list[str | dict[str, Any]] = ["default"]  # the BackupSource block "default"
 WORK_POOL = "tapeflow"  # process work pool used by prefect.yaml
 PREFECT_YAML = Path(__file__).resolve().parent / "prefect.yaml"
-# TEMPORARY: optional until these modules land; then import them unconditionally.
 FLOW_MODULES = ("flows.maintenance", "flows.library", "flows.reports")  # one deployment each
 
 
@@ -103,12 +109,18 @@ def all_deployments(
     rotation: Rotation = "simple",
     library: str | None = None,
     catalog: str | None = None,
+    prune_cron: str = PRUNE_CRON,
+    prune_days: int = PRUNE_DAYS,
+    clean_cron: str = CLEAN_CRON,
 ) -> list[RunnerDeployment]:
-    """Build every deployment; a bad cron, timezone or rotation raises ScheduleError before
-    anything reaches a server."""
+    """Build every deployment; a bad cron, timezone, rotation or prune age raises ScheduleError
+    before anything reaches a server. `library` and `catalog` become the default of every
+    flow that takes them, scheduled maintenance included."""
     check_timezone(timezone)
     if rotation not in ("simple", "gfs"):
         raise ScheduleError(f"rotation {rotation!r} is not one of simple, gfs")
+    if prune_days < 1:
+        raise ScheduleError(f"prune days must be at least 1, not {prune_days}")
     where = {"library": library, "catalog": catalog}
     scheduled = {"sources": list(sources or DEFAULT_SOURCES), **where}
     simple, gfs = rotation == "simple", rotation == "gfs"
@@ -156,25 +168,39 @@ def all_deployments(
         _deploy(serverless_backup, "serverless-backup", "serverless volume backup", where),
         _deploy(restore_image, "restore-image", "write a volume image back", where),
     ]
+    timed = {
+        "tapeflow-catalog-prune": (
+            cron_schedule(prune_cron, timezone, slug="daily-prune"),
+            {"days": prune_days},
+        ),
+        "tapeflow-library-clean": (cron_schedule(clean_cron, timezone, slug="weekly-clean"), {}),
+    }
     for module_name in FLOW_MODULES:
-        out += _module_deployments(importlib.import_module(module_name), timezone)
+        out += _module_deployments(importlib.import_module(module_name), where, timed)
     return out
 
 
-def _module_deployments(module: ModuleType, timezone: str) -> list[RunnerDeployment]:
-    """One deployment per flow of a maintenance/library/reports module; flows named in the
-    module's SCHEDULES ({flow name: (cron, slug)}) also run on that cron."""
+def _module_deployments(
+    module: ModuleType,
+    where: dict[str, str | None],
+    timed: dict[str, tuple[Schedule, dict[str, Any]]],
+) -> list[RunnerDeployment]:
+    """One deployment per flow of a maintenance/library/reports module, with the served
+    library and catalog where the flow takes them; flows in `timed` also run on their
+    schedule, with their extra parameters."""
     out = []
-    scheduled = getattr(module, "SCHEDULES", {})
     for flow in module_flows(module):
         name = deployment_name(flow)
+        takes = inspect.signature(flow.fn).parameters
+        parameters = {k: v for k, v in where.items() if k in takes}
         schedules = []
-        if flow.name in scheduled:
-            cron, slug = scheduled[flow.name]
-            schedules.append(cron_schedule(cron, timezone, slug=slug))
+        if flow.name in timed:
+            schedule, extra = timed[flow.name]
+            schedules.append(schedule)
+            parameters.update(extra)
         doc = " ".join((inspect.getdoc(flow.fn) or name).split("\n\n")[0].split())
         tag = module.__name__.rsplit(".", 1)[-1]
-        out.append(_deploy(flow, name, doc, schedules=schedules, tags=[tag]))
+        out.append(_deploy(flow, name, doc, parameters, schedules, [tag]))
     return out
 
 

@@ -71,10 +71,6 @@ def _report_media(
         )
 
 
-CLEAN_CRON = "0 6 * * 0"  # drive cleaning: Sundays at 06:00 (registered in deployments/)
-SCHEDULES = {"tapeflow-library-clean": (CLEAN_CRON, "weekly-clean")}  # flow: (cron, slug)
-
-
 @flow(name="tapeflow-library-inventory")
 def library_inventory(library: str | None = None, import_new: bool = True) -> dict[str, Any]:
     """Drives, slots and mail slots with barcodes; new media in the mail slots are imported

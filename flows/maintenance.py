@@ -33,8 +33,6 @@ from tasks.maintenance import (
     scan_task,
 )
 
-PRUNE_CRON = "0 0 * * *"  # catalog prune: daily at 00:00 (registered in deployments/)
-SCHEDULES = {"catalog-prune": (PRUNE_CRON, "daily-prune")}  # flow name: (cron, schedule slug)
 Work = Callable[[], dict[str, Any]]
 Rows = Callable[[dict[str, Any]], list[dict[str, Any]]]
 
@@ -116,7 +114,7 @@ def _source(
 
 
 # --- catalog ---------------------------------------------------------------------------------
-@flow(name="catalog-prune")
+@flow(name="tapeflow-catalog-prune")
 def catalog_prune(
     days: int = DEFAULT_KEEP_DAYS,
     catalog: str | None = None,
@@ -138,7 +136,7 @@ def catalog_prune(
     )
 
 
-@flow(name="catalog-backup")
+@flow(name="tapeflow-catalog-backup")
 def catalog_backup(
     pool: str | dict[str, Any] | None = DEFAULT_POOL,
     library: str | None = None,
@@ -172,7 +170,7 @@ def catalog_backup(
     )
 
 
-@flow(name="catalog-recover")
+@flow(name="tapeflow-catalog-recover")
 def catalog_recover(
     target: str,
     as_of: datetime | None = None,
@@ -245,7 +243,7 @@ def _scan_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-@flow(name="scan")
+@flow(name="tapeflow-scan")
 def scan(
     barcodes: list[str] | None = None,
     tape_file: int | None = None,
@@ -268,7 +266,7 @@ def scan(
     return run_maintenance("scan", log_level, pre, post, work, rows=_scan_rows)
 
 
-@flow(name="merge")
+@flow(name="tapeflow-merge")
 def merge(
     barcodes: list[str] | None = None,
     library: str | None = None,
@@ -306,7 +304,7 @@ def _session_root(catalog: Path, session_id: str) -> str:
     raise BadInput(f"session {session_id}'s job does not record its source's path: give root")
 
 
-@flow(name="compare")
+@flow(name="tapeflow-compare")
 def compare(
     session_id: str,
     root: str | None = None,
@@ -353,7 +351,7 @@ def compare(
 
 
 # --- sources ---------------------------------------------------------------------------------
-@flow(name="count")
+@flow(name="tapeflow-count")
 def count(
     source: str | dict[str, Any],
     include: list[str] | None = None,
@@ -376,7 +374,7 @@ def count(
     )
 
 
-@flow(name="purge")
+@flow(name="tapeflow-purge")
 def purge(
     source: str | dict[str, Any],
     include: list[str] | None = None,
@@ -414,7 +412,7 @@ def purge(
     )
 
 
-@flow(name="copy")
+@flow(name="tapeflow-copy")
 def copy(
     source: str | dict[str, Any],
     target: str,

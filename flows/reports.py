@@ -39,7 +39,7 @@ def _existing(catalog: str | None) -> Path:
     return path
 
 
-@flow(name="media-report")
+@flow(name="tapeflow-media-report")
 def media_report(
     catalog: str | None = None, library: str | None = None, pool: str | None = None
 ) -> dict[str, Any]:

@@ -7,7 +7,14 @@ import argparse
 import json
 from typing import Any
 
-from deployments.defaults import DEFAULT_TIMEZONE, NIGHTLY_CRON, WEEKLY_CRON
+from deployments.defaults import (
+    CLEAN_CRON,
+    DEFAULT_TIMEZONE,
+    NIGHTLY_CRON,
+    PRUNE_CRON,
+    PRUNE_DAYS,
+    WEEKLY_CRON,
+)
 
 
 def parse_source(text: str) -> str | dict[str, Any]:
@@ -31,6 +38,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         rotation=args.rotation,
         library=args.library,
         catalog=args.catalog,
+        prune_cron=args.prune_cron,
+        prune_days=args.prune_days,
+        clean_cron=args.clean_cron,
     )
     if args.list:
         rows = [
@@ -63,6 +73,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timezone", default=DEFAULT_TIMEZONE, help="IANA timezone of schedules")
     parser.add_argument("--nightly", default=NIGHTLY_CRON, help="cron of the nightly incremental")
     parser.add_argument("--weekly", default=WEEKLY_CRON, help="cron of the weekly full backup")
+    parser.add_argument("--prune-cron", default=PRUNE_CRON, help="cron of the catalog prune")
+    parser.add_argument(
+        "--prune-days", type=int, default=PRUNE_DAYS, help="days of sessions the prune keeps"
+    )
+    parser.add_argument("--clean-cron", default=CLEAN_CRON, help="cron of the drive cleaning")
     parser.add_argument(
         "--rotation",
         choices=["simple", "gfs"],

@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -151,10 +152,18 @@ class ServedDeployments:
     """`python deployments/serve.py` against `api_url`, as the README says, in its own process
     group; entering waits until the deployments are registered."""
 
-    def __init__(self, api_url: str, home: Path, wait_for: str, timeout: float = 240.0) -> None:
+    def __init__(
+        self,
+        api_url: str,
+        home: Path,
+        wait_for: str,
+        args: Sequence[str] = (),
+        timeout: float = 240.0,
+    ) -> None:
         self.api_url = api_url
         self.home = home
         self.wait_for = wait_for  # a deployment registered late, e.g. restore-image
+        self.args = list(args)  # serve.py's options, e.g. --library/--catalog
         self.timeout = timeout
         self.log_path = home / "serve.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -183,7 +192,7 @@ class ServedDeployments:
         repo = Path(__file__).resolve().parent.parent
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "deployments/serve.py"],
+                [sys.executable, "deployments/serve.py", *self.args],
                 cwd=repo,
                 env=env,
                 stdout=log,

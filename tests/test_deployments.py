@@ -61,7 +61,7 @@ def test_registry_builds_every_deployment_with_schedules_and_timezones() -> None
     for extra in set(deps) - EXPECTED:  # one per maintenance, library and reports flow
         assert deps[extra].entrypoint.rsplit(".", 1)[0] in registry.FLOW_MODULES
     for name, (cron, slug) in (
-        ("catalog-prune/catalog-prune", ("0 0 * * *", "daily-prune")),
+        ("tapeflow-catalog-prune/catalog-prune", ("0 0 * * *", "daily-prune")),
         ("tapeflow-library-clean/library-clean", ("0 6 * * 0", "weekly-clean")),
     ):
         [sched] = deps[name].schedules
@@ -145,6 +145,34 @@ def test_gfs_rotation_and_overrides() -> None:
     }
 
 
+def test_served_library_and_catalog_reach_maintenance_and_library_flows() -> None:
+    """Scheduled prune and cleaning must work on the served library and catalog, not on the
+    defaults; the prune's age and both crons can be set when registering."""
+    where = {"library": "embedded:/srv/vtl", "catalog": "/srv/catalog.duckdb"}
+    deps = {
+        registry.full_name(d): d
+        for d in registry.all_deployments(
+            **where, prune_cron="30 2 * * *", prune_days=45, clean_cron="0 5 * * 6"
+        )
+    }
+    prune = deps["tapeflow-catalog-prune/catalog-prune"]
+    assert prune.parameters == {"catalog": "/srv/catalog.duckdb", "days": 45}
+    assert (prune.schedules[0].schedule.cron, prune.schedules[0].slug) == (
+        "30 2 * * *",
+        "daily-prune",
+    )
+    clean = deps["tapeflow-library-clean/library-clean"]
+    assert clean.parameters == {"library": "embedded:/srv/vtl"}
+    assert clean.schedules[0].schedule.cron == "0 5 * * 6"
+    for name, dep in deps.items():
+        if dep.entrypoint.rsplit(".", 1)[0] not in registry.FLOW_MODULES:
+            continue
+        assert dep.flow_name.startswith("tapeflow-"), name  # no clash with other teams' flows
+        takes = dep._parameter_openapi_schema.properties
+        for key, value in where.items():
+            assert dep.parameters.get(key) == (value if key in takes else None), (name, key)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -152,6 +180,9 @@ def test_gfs_rotation_and_overrides() -> None:
         ({"weekly_cron": "61 25 * * 0"}, "does not parse"),
         ({"timezone": "Europe/Berlim"}, "unknown timezone"),
         ({"rotation": "fifo"}, "rotation"),
+        ({"prune_cron": "daily"}, "does not parse"),
+        ({"clean_cron": "0 6 * * 9"}, "does not parse"),
+        ({"prune_days": 0}, "at least 1"),
     ],
 )
 def test_registry_refuses_bad_cron_and_timezone(kwargs: dict[str, Any], message: str) -> None:
@@ -232,6 +263,7 @@ def deployment_count() -> int:
         (["--nightly", "every night"], "cron 'every night' does not parse"),
         (["--weekly", "0 1 * * 8"], "does not parse"),
         (["--timezone", "Berlin"], "unknown timezone 'Berlin'"),
+        (["--prune-cron", "0 0 * *"], "does not parse"),
     ],
 )
 def test_serve_refuses_bad_cron_and_timezone_and_registers_nothing(

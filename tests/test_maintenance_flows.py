@@ -225,7 +225,8 @@ def test_catalog_backup_delete_recover_as_of(site: Site, tmp_path: Path, events:
 
 
 def test_prune_flow(site: Site, tmp_path: Path, events: Path) -> None:
-    from flows.maintenance import PRUNE_CRON, catalog_prune
+    from deployments.defaults import PRUNE_CRON
+    from flows.maintenance import catalog_prune
 
     assert PRUNE_CRON == "0 0 * * *"
     copy = tmp_path / "catalog"

@@ -38,10 +38,21 @@ def api(real_prefect_server: RealServer) -> Iterator[RealServer]:
 
 
 @pytest.fixture(scope="module")
-def served(api: RealServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def site(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The library and catalog `serve.py --library/--catalog` makes every deployment's default."""
+    env = lib_env(tmp_path_factory.mktemp("site"))
+    make_library(env, drives=2)
+    return env
+
+
+@pytest.fixture(scope="module")
+def served(
+    api: RealServer, site: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
     """`python deployments/serve.py` against the real server; yields its home directory."""
     home = tmp_path_factory.mktemp("served")
-    with ServedDeployments(api.api_url, home, "tapeflow-restore-image/restore-image"):
+    where = ["--library", site["library"], "--catalog", site["catalog"]]
+    with ServedDeployments(api.api_url, home, "tapeflow-restore-image/restore-image", where):
         yield home
 
 
@@ -139,6 +150,52 @@ def test_run_now_resubmit_save_and_submit_again(
     before = run_count()
     code, _, err = job(capsys, "submit", str(bad))
     assert code == 2 and "not a tapeflow job file" in err and run_count() == before
+
+
+def test_maintenance_library_and_report_flows_run_as_deployments_on_the_served_site(
+    served: Path, site: dict[str, Any]
+) -> None:
+    """Run with no parameters, as their schedules do, the deployments act on the library and
+    catalog given to serve.py, not on the defaults."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    sources = make_sources(site, 1, files=4)
+    backup_run = queue.run_now(BACKUP, {"sources": sources}, wait=240)
+    assert backup_run.state is not None and backup_run.state.is_completed(), backup_run.state
+    with Catalog(Path(site["catalog"]), read_only=True) as cat:
+        assert cat.job(str(backup_run.id))["state"] == "complete"
+        [used] = cat.records("SELECT barcode FROM media WHERE sessions > 0")
+
+    runs = {}
+    for deployment in (
+        "tapeflow-catalog-prune/catalog-prune",
+        "tapeflow-library-inventory/library-inventory",
+        "tapeflow-media-report/media-report",
+    ):
+        run = queue.run_now(deployment, wait=240)
+        assert run.state is not None and run.state.is_completed(), (deployment, run.state)
+        runs[deployment] = run
+    assert runs["tapeflow-catalog-prune/catalog-prune"].parameters == {
+        "catalog": site["catalog"],
+        "days": 30,
+    }
+    assert runs["tapeflow-library-inventory/library-inventory"].parameters == {
+        "library": site["library"]
+    }
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(
+                    any_=[runs["tapeflow-media-report/media-report"].id]
+                )
+            )
+        )
+    [report] = [a for a in found if a.key == "media-report"]
+    rows = json.loads(report.data) if isinstance(report.data, str) else report.data
+    assert {r["barcode"]: r["status"] for r in rows}[used["barcode"]] == "in use"
+    with Catalog(Path(site["catalog"]), read_only=True) as cat:  # the prune kept the young job
+        assert cat.job(str(backup_run.id))["state"] == "complete"
 
 
 def test_one_off_reschedule_cancel_delete(
