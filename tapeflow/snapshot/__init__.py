@@ -8,6 +8,7 @@ released on every path. No Prefect here: flows and slaves call ``freeze()``.
 
 from tapeflow.snapshot.errors import (
     FreezeTimeout,
+    NoSnapshot,
     SnapshotError,
     SnapshotFailed,
     SnapshotReleased,
@@ -42,6 +43,7 @@ __all__ = [
     "FileSnapshot",
     "FreezeTimeout",
     "MirrorSnapshot",
+    "NoSnapshot",
     "QuiesceProgress",
     "QuiesceResult",
     "ReflinkProvider",

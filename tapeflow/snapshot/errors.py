@@ -44,10 +44,33 @@ class SnapshotUnsupported(SnapshotError):
     """This provider cannot snapshot this source here (e.g. no reflink on the filesystem);
     the message names the path, the filesystem and what to use instead."""
 
-    def __init__(self, message: str, *, path: str = "", filesystem: str = "") -> None:
+    def __init__(
+        self, message: str, *, path: str = "", filesystem: str = "", reason: str = ""
+    ) -> None:
         self.path = path
         self.filesystem = filesystem
+        self.reason = reason or message  # the short "why", for messages that add their own advice
         super().__init__(message)
+
+
+class NoSnapshot(SnapshotUnsupported):
+    """No snapshot provider can freeze this volume and its source does not accept a live copy,
+    so the backup fails before writing anything; names the volume, why, and the way out."""
+
+    def __init__(
+        self, volume: str, why: str, *, hint: str = "", path: str = "", filesystem: str = ""
+    ) -> None:
+        self.volume = volume
+        self.why = why
+        advice = f"{hint}; " if hint else ""
+        super().__init__(
+            f"cannot freeze {volume} for a point-in-time backup: {why}. Nothing was backed up; "
+            f"{advice}or set live_copy=True on the source to accept a live copy (quiesced where "
+            f"possible, but not point-in-time)",
+            path=path,
+            filesystem=filesystem,
+            reason=why,
+        )
 
 
 class SnapshotFailed(SnapshotError):

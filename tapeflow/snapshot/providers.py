@@ -198,6 +198,12 @@ class SnapshotProvider(ABC):
     def snapshot(self, source: SourceRef) -> Snapshot:
         """Freeze ``source`` now and return the held snapshot."""
 
+    def check(self, source: SourceRef) -> None:
+        """Raise SnapshotUnsupported if this provider cannot snapshot ``source`` here, without
+        taking a snapshot, so a backup can refuse before it takes a drive; by default it trusts
+        snapshot() to tell."""
+        return None
+
 
 class FileSnapshot(Snapshot):
     """A snapshot that is a file next to the origin (reflink clone or full copy); release
@@ -266,16 +272,7 @@ class ReflinkProvider(SnapshotProvider):
         """Clone ``source`` into the snapshot directory (default: ``.tapeflow-snapshots`` next to
         it, which must be on the same filesystem for a reflink)."""
         src = Path(source)
-        try:
-            st = os.stat(src)
-        except OSError as exc:
-            raise SnapshotFailed(f"cannot snapshot {src}: {exc.strerror}") from exc
-        if not stat.S_ISREG(st.st_mode):
-            raise SnapshotUnsupported(
-                f"{src} is not a regular file: a reflink snapshot clones an image file; for a "
-                f"block device use SplitMirrorProvider or a volume-manager snapshot",
-                path=str(src),
-            )
+        self._regular(src)
         created = datetime.now(UTC)
         fd, dst, remove_dir = self._create_target(src, created)
         try:
@@ -294,6 +291,49 @@ class ReflinkProvider(SnapshotProvider):
         return FileSnapshot(
             origin=src, path=dst, method=method, created=created, size=size, remove_dir=remove_dir
         )
+
+    def check(self, source: SourceRef) -> None:
+        """Refuse what snapshot() would refuse: not a regular file, no reflink between the
+        source's and the snapshot directory's filesystems (tried on two empty probe files)
+        and, when a full copy is allowed instead, too little free space for it."""
+        src = Path(source)
+        self._regular(src)
+        directory = self.snapshot_dir or src.parent / SNAPSHOT_DIR_NAME
+        made = not directory.exists()
+        try:
+            directory.mkdir(mode=0o700, parents=self.snapshot_dir is not None, exist_ok=True)
+        except OSError as exc:
+            raise SnapshotFailed(f"cannot create snapshot directory {directory}: {exc}") from exc
+        probe = directory / f".probe.{os.getpid()}.{secrets.token_hex(4)}"
+        try:
+            failure = _probe_reflink(src, probe)
+            if failure is None:
+                return
+            why, reason, fs_type = _no_reflink_reason(src, probe, failure)
+            if not self.allow_copy:
+                raise SnapshotUnsupported(why, path=str(src), filesystem=fs_type, reason=reason)
+            _check_copy_space(src, directory)
+        finally:
+            if made and self.snapshot_dir is None:
+                try:
+                    directory.rmdir()
+                except OSError:
+                    pass  # a snapshot was taken there meanwhile
+
+    @staticmethod
+    def _regular(src: Path) -> None:
+        """SnapshotFailed if ``src`` cannot be read, SnapshotUnsupported if it is no file."""
+        try:
+            st = os.stat(src)
+        except OSError as exc:
+            raise SnapshotFailed(f"cannot snapshot {src}: {exc.strerror}") from exc
+        if not stat.S_ISREG(st.st_mode):
+            raise SnapshotUnsupported(
+                f"{src} is not a regular file: a reflink snapshot clones an image file; for a "
+                f"block device use SplitMirrorProvider or a volume-manager snapshot",
+                path=str(src),
+                reason=f"{src} is not a regular file, so it cannot be cloned",
+            )
 
     def _create_target(self, src: Path, created: datetime) -> tuple[int, Path, bool]:
         """Create the empty snapshot file (0600, exclusive) and say whether its directory is ours
@@ -327,31 +367,97 @@ class ReflinkProvider(SnapshotProvider):
             raise SnapshotFailed(
                 f"reflink of {src} to {dst} failed: {failure.strerror}"
             ) from failure
-        fs_type, mount_point = filesystem_of(src)
-        if failure.errno == errno.EXDEV:
-            dst_type, dst_mount = filesystem_of(dst)
-            why = (
-                f"the snapshot directory {dst.parent} ({dst_type} at {dst_mount}) is not on the "
-                f"filesystem of {src} ({fs_type} at {mount_point}); reflinks only work within one "
-                f"filesystem: use a snapshot_dir on the same filesystem"
-            )
-        else:
-            why = (
-                f"{fs_type} at {mount_point} does not support reflinks (FICLONE: "
-                f"{failure.strerror}), so {src} cannot be snapshotted by reflink: keep images on "
-                f"XFS (mkfs.xfs -m reflink=1) or btrfs, or use SplitMirrorProvider / a "
-                f"volume-manager snapshot (LVM, ZFS)"
-            )
+        why, reason, fs_type = _no_reflink_reason(src, dst, failure)
         if not self.allow_copy:
             raise SnapshotUnsupported(
-                f"{why}; or pass allow_copy=True for a full copy (reads every byte, needs as much "
-                f"free space, and fails if the source is written meanwhile)",
-                path=str(src),
-                filesystem=fs_type,
+                why, path=str(src), filesystem=fs_type, reason=reason
             ) from failure
-        log.warning("no reflink for %s (%s); making a full copy (allow_copy=True)", src, why)
+        _check_copy_space(src, dst.parent)
+        log.warning("no reflink for %s (%s); making a full copy (allow_copy=True)", src, reason)
         _full_copy(src, fd)
         return "copy"
+
+
+def _probe_reflink(src: Path, probe: Path) -> OSError | None:
+    """None if ``src`` could be reflinked into ``probe``'s directory, else the OSError saying
+    why: EXDEV across mounts (FICLONE refuses those), else what cloning an empty probe file onto
+    another there answers. Both probe files are removed."""
+    if filesystem_of(src)[1] != filesystem_of(probe.parent)[1]:
+        return OSError(errno.EXDEV, os.strerror(errno.EXDEV))
+    origin = probe.with_name(f"{probe.name}.src")
+    fds: list[int] = []
+    try:
+        for path, flags in ((origin, os.O_RDWR), (probe, os.O_WRONLY)):
+            try:
+                fds.append(os.open(path, flags | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+            except OSError as exc:
+                raise SnapshotFailed(f"cannot create reflink probe {path}: {exc.strerror}") from exc
+        try:
+            fcntl.ioctl(fds[1], FICLONE, fds[0])
+        except OSError as exc:
+            if exc.errno not in _NO_REFLINK:
+                raise SnapshotFailed(
+                    f"reflink probe in {probe.parent} failed: {exc.strerror}"
+                ) from exc
+            return exc
+    finally:
+        for fd in fds:
+            os.close(fd)
+        origin.unlink(missing_ok=True)
+        probe.unlink(missing_ok=True)
+    return None
+
+
+def _no_reflink_reason(src: Path, dst: Path, failure: OSError) -> tuple[str, str, str]:
+    """(full message with advice, short reason, filesystem type) for a refused reflink of
+    ``src`` into ``dst``'s directory."""
+    fs_type, mount_point = filesystem_of(src)
+    if failure.errno == errno.EXDEV:
+        dst_type, dst_mount = filesystem_of(dst.parent)
+        reason = (
+            f"the snapshot directory {dst.parent} ({dst_type} at {dst_mount}) is not on the "
+            f"filesystem of {src} ({fs_type} at {mount_point})"
+        )
+        why = (
+            f"{reason}; reflinks only work within one filesystem: use a snapshot_dir on the same "
+            f"filesystem"
+        )
+    else:
+        reason = f"{fs_type} at {mount_point} has no reflink (FICLONE: {failure.strerror})"
+        why = (
+            f"{fs_type} at {mount_point} does not support reflinks (FICLONE: "
+            f"{failure.strerror}), so {src} cannot be snapshotted by reflink: keep images on "
+            f"XFS (mkfs.xfs -m reflink=1) or btrfs, or use SplitMirrorProvider / a "
+            f"volume-manager snapshot (LVM, ZFS)"
+        )
+    why += (
+        "; or pass allow_copy=True for a full copy (reads every byte, needs as much free space, "
+        "and fails if the source is written meanwhile)"
+    )
+    return why, reason, fs_type
+
+
+def _check_copy_space(src: Path, directory: Path) -> None:
+    """SnapshotUnsupported when ``directory`` lacks the free space a full copy of ``src``'s
+    allocated data needs: refuse up front rather than fill the filesystem mid-copy."""
+    try:
+        need = os.stat(src).st_blocks * 512
+        vfs = os.statvfs(directory)
+    except OSError as exc:
+        raise SnapshotFailed(f"cannot size a full copy of {src}: {exc.strerror}") from exc
+    free = vfs.f_bavail * vfs.f_frsize
+    if need > free:
+        fs_type, mount_point = filesystem_of(directory)
+        reason = (
+            f"a full copy of {src} needs {need} bytes but {fs_type} at {mount_point} has "
+            f"{free} free"
+        )
+        raise SnapshotUnsupported(
+            f"{reason}; free space, or keep images on a reflink filesystem (XFS, btrfs)",
+            path=str(src),
+            filesystem=fs_type,
+            reason=reason,
+        )
 
 
 def _identity(st: os.stat_result) -> tuple[int, ...]:
