@@ -133,6 +133,22 @@ class BackupSource(Block):
     mode: Literal["all", "used"] = Field("all", description="volume: every block or used only")
     quiet: float = Field(3.0, description="volume: seconds without writes before the freeze")
     freeze_timeout: float = Field(80.0, description="volume: give up freezing after this long")
+    snapshot: Literal["auto", "lun", "reflink", "split-mirror", "none"] = Field(
+        "auto",
+        description="volume: how to freeze it; auto = the SAN's LUN snapshot, or for an image "
+        "file a reflink clone, else a verified full copy",
+    )
+    live_copy: bool = Field(
+        False,
+        description="volume: when nothing can freeze it, copy it live (not point-in-time, "
+        "reported as a warning) instead of failing",
+    )
+    mirror_split: str = Field(
+        "",
+        description="split-mirror: shell command (or py:module:fn) that splits the mirror; its "
+        "last output line is the detached half's absolute path",
+    )
+    mirror_rejoin: str = Field("", description="split-mirror: command that rejoins the mirror")
 
     def source(self) -> Source:
         """The core's source."""
@@ -145,4 +161,8 @@ class BackupSource(Block):
             self.mode,
             self.quiet,
             self.freeze_timeout,
+            snapshot=self.snapshot,
+            live_copy=self.live_copy,
+            mirror_split=self.mirror_split,
+            mirror_rejoin=self.mirror_rejoin,
         )

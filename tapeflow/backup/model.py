@@ -11,6 +11,9 @@ SlaveState = Literal["complete", "failed", "partial", "skipped"]
 
 SOURCE_KINDS = ("directory", "volume")
 VOLUME_MODES = ("all", "used")
+# How a volume is frozen: "auto" takes the library's LUN snapshot for disk:<name>, and for an
+# image file a reflink clone, else a verified full copy; "none" copies live (needs live_copy).
+SNAPSHOT_CHOICES = ("auto", "lun", "reflink", "split-mirror", "none")
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,10 @@ class Source:
     mode: str = "all"  # volume: every block, or only metadata + clusters in use
     quiet: float = 3.0  # volume: seconds without writes before the freeze
     freeze_timeout: float = 80.0  # volume: give up freezing after this long
+    snapshot: str = "auto"  # volume: how to freeze it, one of SNAPSHOT_CHOICES
+    live_copy: bool = False  # volume: when nothing can freeze it, copy it live (with a warning)
+    mirror_split: str = ""  # split-mirror: command (or py:module:fn) giving the detached half
+    mirror_rejoin: str = ""  # split-mirror: command (or py:module:fn) rejoining it
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:
@@ -40,10 +47,45 @@ class Source:
                 raise ValueError("include/exclude do not apply to a volume source")
             if not 0 <= self.quiet <= self.freeze_timeout:
                 raise ValueError("need 0 <= quiet <= freeze_timeout")
+            self._check_snapshot()
+        elif (self.snapshot, self.live_copy, self.mirror_split, self.mirror_rejoin) != (
+            "auto",
+            False,
+            "",
+            "",
+        ):
+            raise ValueError(
+                f"source {self.name!r}: snapshot, live_copy and mirror_* apply to volume "
+                "sources only (a directory is read file by file)"
+            )
+
+    def _check_snapshot(self) -> None:
+        """Refuse freeze settings that could never work, when the source is declared."""
+        if self.snapshot not in SNAPSHOT_CHOICES:
+            raise ValueError(f"snapshot {self.snapshot!r} is not one of {SNAPSHOT_CHOICES}")
+        mirror = bool(self.mirror_split), bool(self.mirror_rejoin)
+        if self.snapshot == "split-mirror" and mirror != (True, True):
+            raise ValueError(
+                f"source {self.name!r}: snapshot='split-mirror' needs mirror_split (prints or "
+                "returns the detached half's path) and mirror_rejoin"
+            )
+        if self.snapshot != "split-mirror" and any(mirror):
+            raise ValueError(
+                f"source {self.name!r}: mirror_split/mirror_rejoin only apply with "
+                f"snapshot='split-mirror', not {self.snapshot!r}"
+            )
+        if self.snapshot == "none" and not self.live_copy:
+            raise ValueError(
+                f"source {self.name!r}: snapshot='none' copies the volume live, which is not "
+                "point-in-time; say so with live_copy=True"
+            )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Source:
         """Build from a parameter dict (lists become tuples)."""
+        live_copy = data.get("live_copy", False)
+        if not isinstance(live_copy, bool):  # "false" would be truthy: refuse, don't guess
+            raise ValueError(f"live_copy must be true or false, not {live_copy!r}")
         return cls(
             name=data["name"],
             path=str(data["path"]),
@@ -53,6 +95,10 @@ class Source:
             mode=data.get("mode", "all"),
             quiet=float(data.get("quiet", 3.0)),
             freeze_timeout=float(data.get("freeze_timeout", 80.0)),
+            snapshot=str(data.get("snapshot") or "auto"),
+            live_copy=live_copy,
+            mirror_split=str(data.get("mirror_split") or ""),
+            mirror_rejoin=str(data.get("mirror_rejoin") or ""),
         )
 
 

@@ -21,7 +21,7 @@ from tapeflow.scsi.tape import TapeDrive
 from tapeflow.serverless.backup import RECORD_SIZE, ServerlessResult, write_session
 from tapeflow.serverless.blockfile import open_volume_file
 from tapeflow.serverless.maps import BLOCKMAPS_DIRNAME
-from tapeflow.serverless.volumes import VolumeAccess
+from tapeflow.serverless.volumes import FrozenVolume, VolumeAccess
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,47 @@ def map_volume(device: BlockDevice) -> tuple[VolumeInfo, list[tuple[int, int]], 
         return volume.info, used, tables
 
 
+def backup_frozen(
+    access: VolumeAccess,
+    frozen: FrozenVolume,
+    tape: TapeDrive,
+    *,
+    session_id: str,
+    job_id: str,
+    source: str,
+    mode: str,
+    record_size: int = RECORD_SIZE,
+    progress: Callable[[int], None] | None = None,
+) -> ServerlessResult:
+    """Map the frozen volume and write its session to `tape` (a labelled cartridge): the image
+    from the live disk plus the changed chunks when the snapshot tracks changes, else the
+    frozen view itself (the live disk, for a live copy)."""
+    info, used, tables = map_volume(frozen.device)
+    log.info(
+        "%s: %s volume, %d bytes, %d entries mapped (frozen by %s)",
+        source,
+        info.kind,
+        info.size,
+        tables[0].num_rows,
+        frozen.method,
+    )
+    return write_session(
+        session_id=session_id,
+        job_id=job_id,
+        source=source,
+        info=info,
+        used=used,
+        entries_tables=tables,
+        origin=access.origin if frozen.tracks_changes else frozen.device,
+        frozen=frozen if frozen.tracks_changes else None,
+        tape=tape,
+        copy_manager=None if frozen.host_only else access.copy_manager,
+        mode=mode,
+        record_size=record_size,
+        progress=progress,
+    )
+
+
 def backup_volume(
     access: VolumeAccess,
     tape: TapeDrive,
@@ -59,32 +100,20 @@ def backup_volume(
     mode: str,
     record_size: int = RECORD_SIZE,
     progress: Callable[[int], None] | None = None,
+    warnings: list[str] | None = None,
 ) -> ServerlessResult:
-    """Freeze the volume, map it from the frozen view and write its session to `tape` (a
-    labelled cartridge): the image from the live disk plus the changed chunks when the
-    snapshot tracks changes, else the frozen view itself."""
+    """Freeze the volume and write its session to `tape` (see backup_frozen); the freeze's
+    warnings (a live copy above all) are appended to `warnings` when given."""
     with access.frozen() as frozen:
-        for warning in frozen.warnings:
-            log.warning("%s", warning)
-        info, used, tables = map_volume(frozen.device)
-        log.info(
-            "%s: %s volume, %d bytes, %d entries mapped",
-            source,
-            info.kind,
-            info.size,
-            tables[0].num_rows,
-        )
-        return write_session(
+        if warnings is not None:
+            warnings.extend(frozen.warnings)
+        return backup_frozen(
+            access,
+            frozen,
+            tape,
             session_id=session_id,
             job_id=job_id,
             source=source,
-            info=info,
-            used=used,
-            entries_tables=tables,
-            origin=access.origin if frozen.tracks_changes else frozen.device,
-            frozen=frozen if frozen.tracks_changes else None,
-            tape=tape,
-            copy_manager=access.copy_manager,
             mode=mode,
             record_size=record_size,
             progress=progress,
@@ -119,6 +148,7 @@ def run_serverless_slave(
                     source=spec.source.name,
                     mode=spec.source.mode,
                     progress=on_progress,
+                    warnings=result.warnings,
                 )
                 barcode = mounter.barcode or ""
                 assert session.maps is not None
