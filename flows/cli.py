@@ -105,6 +105,47 @@ def cmd_restore_image(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_drive(args: argparse.Namespace) -> int:
+    """Mark a drive online or offline with the flow, so the drive tag limits follow at once."""
+    from flows.library import library_drive
+
+    out = library_drive(args.drive, args.command == "online", library=args.library)
+    limits = ", ".join(f"{tag} = {n}" for tag, n in out["limits"].items())
+    state = "online" if out["online"] else "offline"
+    print(json.dumps(out) if args.json else f"drive {args.drive} is {state}; limits: {limits}")
+    return 0
+
+
+def cmd_vlib_add(args: argparse.Namespace) -> int:
+    """Create a virtual library with the flow, which also creates its drive tag's limit."""
+    from flows.library import library_vlib_create
+
+    out = library_vlib_create(args.name, args.drives, args.slots, library=args.library)
+    text = (
+        f"virtual library {out['name']}: address {out['library']}\n"
+        f"  drive tag {out['tag']}, limit {out['limit']}"
+    )
+    print(json.dumps(out) if args.json else text)
+    return 0
+
+
+def cmd_vlib_rm(args: argparse.Namespace) -> int:
+    """Delete a virtual library with the flow, which also drops its drive tag's limit."""
+    from flows.library import library_vlib_delete
+
+    out = library_vlib_delete(args.name, library=args.library)
+    print(json.dumps(out) if args.json else f"deleted virtual library {out['name']}")
+    return 0
+
+
+def _subcommand(parser: argparse.ArgumentParser, *path: str) -> argparse.ArgumentParser:
+    """The parser of `tapeflow <path...>` in the core's command tree."""
+    for name in path:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = sub.choices[name]
+    return parser
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Backup and restore demo on a fresh embedded library."""
     from flows.demo import run_demo
@@ -126,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true")
     serve_cli.add_commands(top, common)
     queue_cli.add_commands(top, common)
+    # commands whose effect reaches Prefect (drive tag limits) run as the library flows
+    for name in ("online", "offline"):
+        _subcommand(parser, "library", name).set_defaults(func=cmd_drive)
+    _subcommand(parser, "library", "vlib", "add").set_defaults(func=cmd_vlib_add)
+    _subcommand(parser, "library", "vlib", "rm").set_defaults(func=cmd_vlib_rm)
 
     demo = top.add_parser("demo", help="backup + restore demo on a fresh embedded library")
     demo.add_argument("--dir", help="where to put the demo (default: a temp dir)")

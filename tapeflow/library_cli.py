@@ -7,8 +7,11 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from tapeflow.catalog import record_media_changes
+from tapeflow.jobs_cli import default_catalog
 from tapeflow.library import Library, LibrarySpec
 from tapeflow.library import groups as groupmod
 from tapeflow.library import media as mediamod
@@ -47,18 +50,33 @@ def format_outcomes(outcomes: list[mediamod.MediaOutcome]) -> str:
 
 
 def _media_command(
-    args: argparse.Namespace, run: Callable[..., list[mediamod.MediaOutcome]], **kw: Any
+    args: argparse.Namespace,
+    run: Callable[..., list[mediamod.MediaOutcome]],
+    pool: str | None = None,
+    **kw: Any,
 ) -> int:
-    """Run label or erase on the selection; exit 1 when a cartridge was refused or failed."""
+    """Run label or erase on the selection and tell the catalog, as the flows do; exit 1 when
+    a cartridge was refused or failed."""
+    if pool is not None:
+        kw["pool"] = pool
     with Library(args.library) as lib:
         outcomes = run(lib, slots=args.slots, barcodes=args.barcode or (), drive=args.drive, **kw)
-    _emit(args, [o.to_dict() for o in outcomes], format_outcomes(outcomes))
+    forgotten = record_media_changes(
+        Path(args.catalog),
+        [o.barcode for o in outcomes if o.overwritten and o.barcode],
+        [o.barcode for o in outcomes if o.action == "labelled" and o.barcode],
+        pool,
+    )
+    text = format_outcomes(outcomes)
+    if forgotten:
+        text += f"\ncatalog: sessions on {', '.join(forgotten)} are gone with their tapes"
+    _emit(args, [o.to_dict() for o in outcomes], text)
     return 1 if any(o.action in NOT_DONE for o in outcomes) else 0
 
 
 def cmd_label(args: argparse.Namespace) -> int:
     """Label blank cartridges (exit 1 when some were refused or failed)."""
-    return _media_command(args, mediamod.label_media, pool=args.pool, force=args.force)
+    return _media_command(args, mediamod.label_media, args.pool, force=args.force)
 
 
 def cmd_erase(args: argparse.Namespace) -> int:
@@ -168,6 +186,12 @@ def _selection(parser: argparse.ArgumentParser) -> None:
     which.add_argument("--barcode", action="append", help="a cartridge (repeatable)")
     parser.add_argument("--force", action="store_true", help="also foreign/labelled tapes")
     parser.add_argument("--drive", type=int, help="drive to use (default: any online one)")
+    parser.add_argument(
+        "--catalog",
+        default=default_catalog(),
+        help="catalog told what was overwritten and labelled (default: $TAPEFLOW_CATALOG or "
+        "~/.tapeflow/catalog/catalog.duckdb; none there: nothing to tell)",
+    )
 
 
 def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

@@ -9,7 +9,7 @@ from prefect import get_client, task
 from prefect.exceptions import ObjectNotFound
 from prefect.utilities.asyncutils import run_coro_as_sync
 
-from tapeflow.catalog import Catalog, reformat_media
+from tapeflow.catalog import record_media_changes
 from tapeflow.library import Library, LibrarySpec
 from tapeflow.library import groups as groupmod
 from tapeflow.library import media as mediamod
@@ -102,21 +102,8 @@ def erase_media(
 def record_media(
     catalog: str, overwritten: list[str], labelled: list[str], pool: str | None
 ) -> list[str]:
-    """Tell an existing catalog what was done: erased or relabelled cartridges lost their
-    sessions (so jobs may write them again), labelled ones now belong to `pool`. Returns the
-    overwritten cartridges the catalog knew."""
-    path = Path(catalog)
-    if not (overwritten or labelled) or not path.exists():
-        return []
-    with Catalog(path) as cat:
-        known = [
-            b for b in overwritten if cat.execute("SELECT 1 FROM media WHERE barcode = ?", [b])
-        ]
-        for barcode in known:
-            reformat_media(cat, barcode)
-        for barcode in labelled:
-            cat.add_media(barcode, pool, labelled=True)
-    return known
+    """Tell an existing catalog what label or erase did (see record_media_changes)."""
+    return record_media_changes(Path(catalog), overwritten, labelled, pool)
 
 
 @task(name="import-media", persist_result=False)

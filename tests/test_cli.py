@@ -87,3 +87,41 @@ def test_create_refuses_existing(lib: str, capsys: pytest.CaptureFixture[str]) -
     capsys.readouterr()
     assert main(["library", "create", "--library", lib]) == 2
     assert "tapeflow: error:" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_installed_command_moves_drive_tag_limits(
+    lib: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The installed `tapeflow` (flows.cli) runs drive and virtual-library changes as the
+    library flows: the Prefect limits follow at once, not only at the next backup."""
+    from prefect.exceptions import ObjectNotFound
+
+    from flows.cli import main as flows_main
+    from tapeflow.library import LibrarySpec
+    from tests.test_flows import tag_limit
+
+    tag = f"tape-drive:{LibrarySpec.parse(lib).tag_name}"
+
+    def run(*argv: str) -> dict:
+        capsys.readouterr()
+        assert flows_main([*argv, "--library", lib, "--json"]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    assert run("library", "offline", "1")["limits"] == {tag: 1} and tag_limit(tag) == 1
+    assert run("library", "online", "1")["limits"] == {tag: 2} and tag_limit(tag) == 2
+    made = run("library", "vlib", "add", "A", "--drives", "0", "--slots", "1-3")
+    assert made["limit"] == 1 and tag_limit(made["tag"]) == 1
+    # drive 0 offline: A has no online drive (its limit stays at Prefect's minimum of 1; a
+    # backup on A refuses to start)
+    assert run("library", "offline", "0")["limits"] == {tag: 1, made["tag"]: 0}
+    assert tag_limit(made["tag"]) == 1
+    run("library", "vlib", "rm", "A")
+    with pytest.raises(ObjectNotFound):  # the deleted virtual library's limit is gone
+        tag_limit(made["tag"])
+    capsys.readouterr()
+    bad = ["library", "vlib", "add", "B", "--drives", "7", "--slots", "1", "--library", lib]
+    assert flows_main(bad) == 2
+    assert "out of range" in capsys.readouterr().err
+    with pytest.raises(ObjectNotFound):  # refused: no limit made
+        tag_limit(f"{tag}:B")

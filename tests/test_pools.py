@@ -438,3 +438,25 @@ def test_largest_first_puts_unknown_sizes_first_and_keeps_ties_in_order() -> Non
     order = largest_first([spec(1, 10), spec(2, None), spec(3, 500), spec(4, 10), spec(5, None)])
     assert [s.subjob for s in order] == [2, 5, 3, 1, 4]
     assert SlaveSpec.from_dict(spec(3, 500).to_dict()).expected_bytes == 500
+
+
+def test_cli_label_and_erase_tell_the_catalog_as_the_flows_do(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tapeflow library label/erase` must not leave the catalog pointing at sessions that are
+    no longer on tape, nor forget which pool a freshly labelled cartridge belongs to."""
+    from tapeflow.cli import main as cli_main
+
+    outcome, _, _ = run_job(env, Pool(), "job1")
+    assert outcome.state == "complete"
+    at = ["--library", env.library, "--catalog", str(env.catalog)]
+    with Catalog(env.catalog, read_only=True) as cat:
+        assert cat.medium(A)["sessions"] == 1
+    assert cli_main(["library", "label", "--barcode", B, "--pool", "weekly", *at]) == 0
+    assert cli_main(["library", "erase", "--barcode", A, "--force", *at]) == 0
+    out = capsys.readouterr().out
+    assert f"catalog: sessions on {A} are gone with their tapes" in out
+    with Catalog(env.catalog, read_only=True) as cat:
+        assert cat.medium(B)["pool"] == "weekly" and cat.medium(B)["labelled"]
+        assert cat.medium(A)["sessions"] == 0 and cat.medium(A)["bytes_used"] == 0
+        assert all(s["media_erased"] is not None for s in cat.sessions())

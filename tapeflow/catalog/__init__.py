@@ -29,7 +29,7 @@ from .errors import (
     SessionNotFound,
 )
 from .incremental import BackupPlan, base_for, plan_backup
-from .prune import DEFAULT_KEEP_DAYS, PruneResult, prune, reformat_media
+from .prune import DEFAULT_KEEP_DAYS, PruneResult, prune, record_media_changes, reformat_media
 from .queries import (
     chain_tree,
     expiring_media,
@@ -71,6 +71,7 @@ __all__ = [
     "path_versions",
     "plan_backup",
     "prune",
+    "record_media_changes",
     "reformat_media",
     "restore_chain",
     "session_files",

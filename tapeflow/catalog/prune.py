@@ -3,6 +3,7 @@ reformatted, while keeping job, session and media rows."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -107,3 +108,22 @@ def reformat_media(
         )
     ]
     return _drop_rows(cat, present, now)
+
+
+def record_media_changes(
+    path: Path, overwritten: Sequence[str], labelled: Sequence[str], pool: str | None
+) -> list[str]:
+    """Tell an existing catalog what label or erase did: overwritten cartridges lost their
+    sessions (so jobs may write them again), labelled ones now belong to `pool`. Returns the
+    overwritten cartridges the catalog knew; no catalog yet means nothing to tell."""
+    if not (overwritten or labelled) or not path.exists():
+        return []
+    with Catalog(path) as cat:
+        known = [
+            b for b in overwritten if cat.execute("SELECT 1 FROM media WHERE barcode = ?", [b])
+        ]
+        for barcode in known:
+            reformat_media(cat, barcode)
+        for barcode in labelled:
+            cat.add_media(barcode, pool, labelled=True)
+    return known
