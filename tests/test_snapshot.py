@@ -14,7 +14,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import cast
 
 import pytest
@@ -521,6 +523,27 @@ def _no_reflink(fd: int, request: int, arg: object = 0, mutate: bool = True) -> 
     raise OSError(95, "Operation not supported")
 
 
+def test_full_copy_is_refused_up_front_without_the_space_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = tmp_path / "vol.img"
+    _random_sparse_image(image)
+    need = image.stat().st_blocks * 512
+    monkeypatch.setattr(providers_mod.fcntl, "ioctl", _no_reflink)
+    monkeypatch.setattr(
+        providers_mod.os, "statvfs", lambda _path: SimpleNamespace(f_bavail=1, f_frsize=4096)
+    )
+    for attempt in (
+        ReflinkProvider(allow_copy=True).check,
+        ReflinkProvider(allow_copy=True).snapshot,
+    ):
+        with pytest.raises(SnapshotUnsupported) as caught:
+            attempt(image)
+        assert f"a full copy of {image} needs {need} bytes" in caught.value.reason
+        assert caught.value.reason.endswith("has 4096 free")
+        assert sorted(os.listdir(tmp_path)) == ["vol.img"]  # no partial copy, no directory
+
+
 def test_reflink_refuses_what_is_not_an_image_file(tmp_path: Path) -> None:
     with pytest.raises(SnapshotUnsupported, match="not a regular file"):
         ReflinkProvider().snapshot(tmp_path)
@@ -539,22 +562,22 @@ def _mount_source(mount_point: Path) -> str:
     raise LookupError(mount_point)
 
 
-@pytest.fixture(scope="module", params=["xfs", "btrfs"])
-def cow_fs(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Path]:
-    """A freshly made XFS (reflink=1) or btrfs filesystem on a loop-mounted sparse file."""
-    fs = request.param
+@contextmanager
+def loop_mounted(fs: str, base: Path, *, reflink: bool = True) -> Iterator[Path]:
+    """A freshly made XFS (reflink=1, or reflink=0 with ``reflink=False``) or btrfs filesystem
+    on a loop-mounted sparse file under ``base``; skips the test where that cannot be done.
+    Also used by tests/test_serverless_freeze.py."""
     mkfs = shutil.which(f"mkfs.{fs}")
     if os.geteuid() != 0 or mkfs is None:
         pytest.skip(f"needs root and mkfs.{fs} (apt-get install xfsprogs btrfs-progs)")
-    base = tmp_path_factory.mktemp(fs)
+    if fs != "xfs" and not reflink:
+        raise ValueError(f"{fs} always shares extents: only XFS can be made without reflinks")
     image, mount_point = base / "fs.img", base / "mnt"
     mount_point.mkdir()
     with open(image, "wb") as f:
         f.truncate(320 * MIB)
-    args = [mkfs, "-q", *(["-m", "reflink=1"] if fs == "xfs" else []), str(image)]
-    made = subprocess.run(args, capture_output=True, text=True)
+    options = ["-m", f"reflink={int(reflink)}"] if fs == "xfs" else []
+    made = subprocess.run([mkfs, "-q", *options, str(image)], capture_output=True, text=True)
     if made.returncode != 0:
         pytest.skip(f"mkfs.{fs} failed: {made.stderr.strip()}")
     mounted = subprocess.run(
@@ -567,6 +590,22 @@ def cow_fs(
     finally:
         if subprocess.run(["umount", str(mount_point)], capture_output=True).returncode != 0:
             subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
+
+
+@pytest.fixture(scope="module", params=["xfs", "btrfs"])
+def cow_fs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
+    """A freshly made XFS (reflink=1) or btrfs filesystem on a loop-mounted sparse file."""
+    with loop_mounted(request.param, tmp_path_factory.mktemp(request.param)) as mount_point:
+        yield mount_point
+
+
+@pytest.fixture(scope="module")
+def plain_xfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """XFS made with reflink=0: a filesystem that refuses reflinks, whatever /tmp is."""
+    with loop_mounted("xfs", tmp_path_factory.mktemp("xfs0"), reflink=False) as mount_point:
+        yield mount_point
 
 
 def test_reflink_snapshot_is_instant_frozen_and_knows_what_changed(cow_fs: Path) -> None:
@@ -613,6 +652,30 @@ def test_reflink_across_filesystems_is_refused_or_copied_when_allowed(
         assert snap.path.parent == elsewhere and snap.path.read_bytes() == data
     assert elsewhere.is_dir() and os.listdir(elsewhere) == []  # a given dir is kept
     image.unlink()
+
+
+def test_check_answers_without_snapshotting(cow_fs: Path, plain_xfs: Path, tmp_path: Path) -> None:
+    """check() refuses exactly what snapshot() would, and leaves no file behind."""
+    for root in (cow_fs, plain_xfs):
+        _random_sparse_image(root / "vol.img")
+    ReflinkProvider().check(cow_fs / "vol.img")
+    assert sorted(os.listdir(cow_fs)) == ["vol.img"]
+    with pytest.raises(SnapshotUnsupported) as across:
+        ReflinkProvider(tmp_path / "snaps").check(cow_fs / "vol.img")
+    assert "is not on the filesystem of" in across.value.reason
+
+    image = plain_xfs / "vol.img"
+    with pytest.raises(SnapshotUnsupported) as checked:
+        ReflinkProvider().check(image)
+    assert checked.value.reason.startswith(f"xfs at {plain_xfs} has no reflink (FICLONE: ")
+    assert checked.value.filesystem == "xfs" and "allow_copy=True" in str(checked.value)
+    with pytest.raises(SnapshotUnsupported) as taken:
+        ReflinkProvider().snapshot(image)
+    assert taken.value.reason == checked.value.reason
+    ReflinkProvider(allow_copy=True).check(image)  # a full copy would do, and it fits
+    assert sorted(os.listdir(plain_xfs)) == ["vol.img"]
+    for root in (cow_fs, plain_xfs):
+        (root / "vol.img").unlink()
 
 
 def test_block_device_probe_counts_writes_to_the_loop_device(cow_fs: Path) -> None:

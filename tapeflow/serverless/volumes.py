@@ -243,14 +243,21 @@ class VolumeAccess:
             probe = file_probe(ref)
         provider, unfrozen = cls._provider(source, ref, vl, library.backend)
         hint = _hint(on_disk, embedded, source.snapshot)
+        refusal: SnapshotUnsupported | None = None
         if provider is not None:
             try:
                 provider.check(ref)
             except SnapshotUnsupported as exc:
-                provider, unfrozen = None, exc.reason
+                provider, unfrozen, refusal = None, exc.reason, exc
         if unfrozen is not None:
             if not source.live_copy:
-                raise NoSnapshot(ref, unfrozen, hint=hint, path=ref)
+                raise NoSnapshot(
+                    ref,
+                    unfrozen,
+                    hint=hint,
+                    path=ref,
+                    filesystem=refusal.filesystem if refusal is not None else "",
+                ) from refusal
             log.warning("%s: %s; copying it live (live_copy=True)", ref, unfrozen)
         if not on_disk:
             return cls(source, ImageBlockDevice(ref), None, provider, probe, ref, unfrozen, hint)
