@@ -39,8 +39,11 @@ def _slot_range(first_slot: int | None, last_slot: int | None) -> tuple[int, int
 
 
 def _numbers(value: list[int] | str) -> list[int]:
-    """Drive or slot numbers from a list or text like '1-12,15'."""
-    return parse_numbers(value) if isinstance(value, str) else [int(v) for v in value]
+    """Drive or slot numbers from a list or text like '1-12,15'; blank text is none (so the
+    core says what is missing, as for an empty list)."""
+    if isinstance(value, str):
+        return parse_numbers(value) if value.strip() else []
+    return [int(v) for v in value]
 
 
 def _report_media(
