@@ -21,12 +21,13 @@ from tapeflow.backup.master import prepare_job, record_results
 from tapeflow.backup.model import Pool, SlaveResult, Source
 from tapeflow.backup.slave import SlaveFailed
 from tapeflow.catalog import Catalog
-from tapeflow.library import Library
+from tapeflow.library import Library, LibrarySpec
 from tapeflow.serverless.maps import MapTables, load_maps
 from tapeflow.serverless.restore import restore_files
 from tapeflow.serverless.restore_job import NoVolumeBackup, restore_volume, volume_session
 from tapeflow.serverless.slave import blockmaps_dir, run_serverless_slave
-from tapeflow.snapshot import NoSnapshot, SnapshotFailed
+from tapeflow.serverless.volumes import VolumeAccess
+from tapeflow.snapshot import NoSnapshot, ReflinkProvider, SnapshotFailed, SnapshotUnsupported
 from tapeflow.snapshot.providers import SNAPSHOT_DIR_NAME
 from tapeflow.vtl import VirtualLibrary
 from tests import fatimages as fat
@@ -323,6 +324,39 @@ def test_live_copy_proceeds_and_says_it_is_not_point_in_time(
         f.seek(vol.target_offset)
         assert f.read(MB) == _random(MB, "rewritten")  # the write made during the copy
     shutil.rmtree(vol.img.parent)
+
+
+def test_a_snapshot_refused_only_at_freeze_time_is_no_snapshot_too(
+    cow_fs: Path, tmp_path: Path
+) -> None:
+    """open() checks first, but the snapshot itself may still be refused (here: a snapshot
+    directory on another filesystem): NoSnapshot then, or a reported live copy if allowed."""
+    img = fat.mkfs(cow_fs / "late-refusal.img", 12, 2_000)
+    spec = LibrarySpec.parse(f"embedded:{tmp_path / 'lib'}")
+    VirtualLibrary.create(tmp_path / "lib", drives=1, slots=1)
+    for live_copy in (False, True):
+        source = Source(
+            "vol", str(img), kind="volume", quiet=0.1, snapshot="reflink", live_copy=live_copy
+        )
+        access = VolumeAccess.open(spec, source)
+        access.provider = ReflinkProvider(tmp_path / "elsewhere")
+        try:
+            if not live_copy:
+                with pytest.raises(NoSnapshot, match="is not on the filesystem of") as caught:
+                    with access.frozen():
+                        pytest.fail("a volume that was not frozen must not be read")
+                assert caught.value.volume == str(img)
+                assert isinstance(caught.value.__cause__, SnapshotUnsupported)
+                continue
+            with access.frozen() as frozen:
+                assert frozen.live and frozen.method == "live" and not frozen.tracks_changes
+                assert frozen.device is access.origin
+                (warning,) = frozen.warnings
+                assert warning.startswith(f"LIVE COPY of {img}, not point-in-time")
+        finally:
+            access.close()
+    assert os.listdir(tmp_path / "elsewhere") == []
+    img.unlink()
 
 
 def test_a_failed_split_is_undone_and_fails_the_backup(tmp_path: Path) -> None:
