@@ -8,12 +8,14 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import logging
 import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from tapeflow.backup.operations import OperationFailed, run_operation
 from tapeflow.catalog import DEFAULT_KEEP_DAYS, Catalog, CatalogError
 from tapeflow.jobs_cli import default_catalog
 from tapeflow.library import Library, LibraryError
@@ -42,6 +44,7 @@ from tapeflow.vtl.errors import VtlError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     MaintenanceError,
+    OperationFailed,
     CatalogError,
     LibraryError,
     ScsiError,
@@ -56,17 +59,54 @@ Command = Callable[[argparse.Namespace], int]
 
 
 def _guarded(fn: Command) -> Command:
-    """Run a command; a user error becomes one line on stderr and exit status 2."""
+    """Run a command between its --pre and --post operations, as the maintenance flows do
+    (post also runs after a failure, and gets the outcome); a user error becomes one line on
+    stderr and exit status 2."""
+    operation = fn.__name__.removeprefix("cmd_").replace("_", "-")
 
     @functools.wraps(fn)
     def run(args: argparse.Namespace) -> int:
+        log = _OperationsLog(args.log_level)
         try:
-            return fn(args)
+            for op in args.pre:
+                log.info("pre: %s", op)
+                log.debug("pre %s said: %s", op, run_operation(op))
+            try:
+                code = fn(args)
+            except USER_ERRORS as exc:
+                outcome = {"operation": operation, "state": "failed", "error": str(exc)}
+                for op in args.post:
+                    log.info("post (after failure): %s", op)
+                    run_operation(op, outcome)
+                raise
+            state = "complete" if code == 0 else "failed"
+            for op in args.post:
+                log.info("post: %s", op)
+                said = run_operation(op, {"operation": operation, "state": state, "exit": code})
+                log.debug("post %s said: %s", op, said)
+            return code
         except USER_ERRORS as exc:
             print(f"tapeflow: error: {exc}", file=sys.stderr)
             return 2
 
     return run
+
+
+class _OperationsLog:
+    """What the pre/post operations do, on stderr at --log-level (stdout stays the result)."""
+
+    def __init__(self, level: str) -> None:
+        self.level = logging.getLevelName(level)
+
+    def _say(self, level: int, message: str, *args: object) -> None:
+        if level >= self.level:
+            print(f"{logging.getLevelName(level)} {message % args}", file=sys.stderr)
+
+    def info(self, message: str, *args: object) -> None:
+        self._say(logging.INFO, message, *args)
+
+    def debug(self, message: str, *args: object) -> None:
+        self._say(logging.DEBUG, message, *args)
 
 
 def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
@@ -355,6 +395,22 @@ def add_commands(top: argparse._SubParsersAction, common: argparse.ArgumentParse
     `purge` and `copy` (`common` brings --library and --json)."""
     cat = argparse.ArgumentParser(add_help=False)
     cat.add_argument("--catalog", default=default_catalog(), help="catalog .duckdb file")
+    ops = argparse.ArgumentParser(add_help=False)  # every maintenance command, as its flow
+    ops.add_argument("--pre", action="append", default=[], help="shell command or py:mod:func")
+    ops.add_argument(
+        "--post",
+        action="append",
+        default=[],
+        help="run after, also after a failure (TAPEFLOW_OPERATION, TAPEFLOW_STATE, ...)",
+    )
+    ops.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        default="WARNING",
+        help="on stderr: INFO names each pre/post operation, DEBUG adds what it said",
+    )
+    common = argparse.ArgumentParser(add_help=False, parents=[common, ops])
 
     group = top.add_parser("catalog", help="catalog prune, backup to tape, recovery from tape")
     sub = group.add_subparsers(dest="command", required=True)

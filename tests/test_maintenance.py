@@ -506,6 +506,27 @@ def _cli(argv: list[str]) -> int:
     return args.func(args)
 
 
+def test_cli_pre_post_and_log_level(
+    tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The commands take pre/post operations and a log level as their flows do; post also
+    runs after a failure and hears the outcome; a failed pre stops the command."""
+    said = tmp_path / "said.txt"
+    post = f'echo "$TAPEFLOW_OPERATION $TAPEFLOW_STATE" >> {said}'
+    argv = ["count", str(tree), "--pre", f"echo pre >> {said}", "--post", post]
+    assert _cli([*argv, "--log-level", "info"]) == 0
+    captured = capsys.readouterr()
+    assert "16 files" in captured.out and "pre:" not in captured.out  # stdout: the result
+    assert "INFO pre: echo pre" in captured.err and "INFO post: echo" in captured.err
+    assert said.read_text().splitlines() == ["pre", "count complete"]
+    assert _cli(["purge", str(tmp_path / "nope"), "--yes", "--post", post]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+    assert said.read_text().splitlines()[-1] == "purge failed"
+    assert _cli(["count", str(tree), "--pre", "exit 3", "--post", post]) == 2
+    err = capsys.readouterr().err
+    assert "'exit 3' exited 3" in err and said.read_text().count("\n") == 3  # no post, no count
+
+
 def test_cli_sources(tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _cli(["count", str(tree), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["files"] == 16
