@@ -23,10 +23,11 @@ import dateutil.rrule
 import yaml
 from prefect import get_client
 from prefect.client.orchestration import SyncPrefectClient
-from prefect.client.schemas.actions import DeploymentScheduleCreate
+from prefect.client.schemas.actions import DeploymentScheduleCreate, DeploymentUpdate
 from prefect.client.schemas.filters import (
     DeploymentFilter,
     DeploymentFilterId,
+    DeploymentFilterTags,
     FlowRunFilter,
     FlowRunFilterState,
     FlowRunFilterStateType,
@@ -46,6 +47,7 @@ _DAY_NAMES = {
 }
 MAX_RRULE_LENGTH = 6500  # Prefect's limit on a stored RRULE string
 JOB_FILE_VERSION = 1
+HOLD_TAG = "tapeflow:hold"  # an operator's HOLD, kept when `tapeflow serve` restarts
 
 
 class JobError(ValueError):
@@ -282,22 +284,39 @@ def schedules(deployment: str) -> list[DeploymentSchedule]:
         return list(_deployment(client, deployment).schedules)
 
 
+def _set_hold(client: SyncPrefectClient, dep: Deployment, held: bool) -> None:
+    """Tag (or untag) the deployment as held, then pause (or resume) its schedules."""
+    tags = sorted({*dep.tags, HOLD_TAG} if held else set(dep.tags) - {HOLD_TAG})
+    client.update_deployment(dep.id, DeploymentUpdate(tags=tags))
+    (client.pause_deployment if held else client.resume_deployment)(dep.id)
+
+
 def hold(deployment: str) -> None:
-    """HOLD: pause the deployment's schedules (its future scheduled runs are removed)."""
+    """HOLD: pause the deployment's schedules (its future scheduled runs are removed) and tag
+    it, so that restarting `tapeflow serve` (which resumes what it registers) keeps the hold."""
     with _client() as client:
-        client.pause_deployment(_deployment(client, deployment).id)
+        _set_hold(client, _deployment(client, deployment), True)
 
 
 def ready(deployment: str) -> None:
     """READY: resume the deployment's schedules (the scheduler creates its runs again)."""
     with _client() as client:
-        client.resume_deployment(_deployment(client, deployment).id)
+        _set_hold(client, _deployment(client, deployment), False)
 
 
 def is_held(deployment: str) -> bool:
-    """True when the deployment is on HOLD (paused)."""
+    """True when the deployment is on HOLD."""
     with _client() as client:
-        return bool(_deployment(client, deployment).paused)
+        return HOLD_TAG in _deployment(client, deployment).tags
+
+
+def held_deployments() -> set[str]:
+    """`flow/deployment` names of the deployments on HOLD (serve registers them paused)."""
+    with _client() as client:
+        found = client.read_deployments(
+            deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=[HOLD_TAG]))
+        )
+        return {f"{client.read_flow(d.flow_id).name}/{d.name}" for d in found}
 
 
 def upcoming(deployment: str, limit: int = 50) -> list[FlowRun]:

@@ -57,8 +57,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
             for row in rows:
                 print(f"{row['deployment']:<45} {'; '.join(row['schedules']) or 'on demand'}")
         return 0
+    keep_holds(deployments)
     serve(*deployments, limit=args.limit)
     return 0
+
+
+def keep_holds(deployments: list[Any]) -> list[str]:
+    """Registering a deployment resumes it: those an operator put on HOLD are registered
+    paused and tagged again. Returns their names."""
+    from deployments.registry import full_name
+    from flows.queue import HOLD_TAG, held_deployments
+
+    held = held_deployments()
+    kept = []
+    for d in deployments:
+        if full_name(d) in held:
+            d.paused = True
+            d.tags = [*d.tags, HOLD_TAG]
+            kept.append(full_name(d))
+    return kept
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -6,6 +6,7 @@ nothing on the server."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -372,6 +373,35 @@ def test_schedule_with_excluded_days_hold_and_ready(
     assert code == 0
     with pytest.raises(queue.JobNotFound):
         queue.schedules(six)
+
+
+def test_hold_survives_registering_the_deployments_again(
+    served: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Restarting `tapeflow serve` registers every deployment again, which resumes it; a
+    deployment on HOLD must stay held (and keep no scheduled runs)."""
+    from deployments.registry import all_deployments, full_name
+    from flows.serve_cli import keep_holds
+
+    weekly = "tapeflow-backup/weekly-full"
+    assert job(capsys, "hold", weekly)[0] == 0
+    wait_for("no scheduled runs on hold", lambda: not queue.upcoming(weekly), timeout=60)
+    again = all_deployments()
+    assert keep_holds(again) == [weekly]
+    for d in again:
+        if full_name(d) in (weekly, "tapeflow-backup/nightly-incremental"):
+            d.apply()  # what serve() does with each deployment
+    assert queue.is_held(weekly) and job(capsys, "schedules", weekly)[1]["held"]
+    assert not queue.is_held("tapeflow-backup/nightly-incremental")
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        assert client.read_deployment_by_name(weekly).paused
+    time.sleep(12)  # a scheduler loop (10 s here) passes: still nothing scheduled
+    assert not queue.upcoming(weekly)
+    assert job(capsys, "ready", weekly)[0] == 0
+    assert not queue.is_held(weekly)
+    wait_for("runs again", lambda: queue.upcoming(weekly), timeout=180)
 
 
 @pytest.mark.parametrize(
