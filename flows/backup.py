@@ -132,6 +132,7 @@ def summary_rows(results: list[SlaveResult]) -> list[dict[str, Any]]:
             "MB/s": round(r.mb_per_s, 1),
             "copy": r.copy_path or "",
             "state": r.state,
+            "warnings": "; ".join(r.warnings),
         }
         for r in sorted(results, key=lambda r: r.subjob)
     ]

@@ -75,6 +75,8 @@ def cmd_serverless(args: argparse.Namespace) -> int:
         catalog=args.catalog,
         mode=args.mode,
         multistream=not args.single_stream,
+        snapshot=args.snapshot,
+        live_copy=args.live_copy,
     )
     if args.json:
         print(json.dumps(outcome, indent=2))
@@ -82,6 +84,8 @@ def cmd_serverless(args: argparse.Namespace) -> int:
         print(f"job {outcome['job_id']}: {outcome['state']}, {outcome['bytes'] / 1e6:.1f} MB")
         for row in outcome["slaves"]:
             print(f"  {row['source']:<16} {row['state']:<9} {row['MB']:>9} MB  by {row['copy']}")
+            if row["warnings"]:
+                print(f"    warning: {row['warnings']}")
     return 0
 
 
@@ -202,6 +206,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pool", default=None)
     s.add_argument("--mode", choices=["all", "used"], default="all")
     s.add_argument("--single-stream", action="store_true", help="one slave at a time")
+    s.add_argument(
+        "--snapshot",
+        choices=["auto", "lun", "reflink", "split-mirror", "none"],
+        default="auto",
+        help="how each volume is frozen (auto: LUN snapshot, reflink or verified full copy)",
+    )
+    s.add_argument(
+        "--live-copy",
+        action="store_true",
+        help="where nothing can freeze a volume (e.g. tgt), copy it live, with a warning",
+    )
     s.set_defaults(func=cmd_serverless)
 
     ri = top.add_parser("restore-image", parents=[common], help="write a volume back")

@@ -15,15 +15,22 @@ from tasks.drives import sync_drive_limit
 from tasks.restore import restore_volume_image
 
 
-def volume_sources(volumes: list[str | dict[str, Any]], mode: str) -> list[str | dict[str, Any]]:
-    """`name=path` strings or dicts become volume sources; other strings are block names."""
+def volume_sources(
+    volumes: list[str | dict[str, Any]],
+    mode: str,
+    snapshot: str = "auto",
+    live_copy: bool = False,
+) -> list[str | dict[str, Any]]:
+    """`name=path` strings or dicts become volume sources (a dict's own settings win); other
+    strings are block names."""
+    defaults = {"kind": "volume", "mode": mode, "snapshot": snapshot, "live_copy": live_copy}
     out: list[str | dict[str, Any]] = []
     for v in volumes:
         if isinstance(v, dict):
-            out.append({"kind": "volume", "mode": mode, **v})
+            out.append({**defaults, **v})
         elif "=" in v:
             name, path = v.split("=", 1)
-            out.append({"name": name, "path": path, "kind": "volume", "mode": mode})
+            out.append({"name": name, "path": path, **defaults})
         else:
             out.append(v)
     return out
@@ -39,10 +46,14 @@ def serverless_backup(
     multistream: bool = True,
     pre: list[str] | None = None,
     post: list[str] | None = None,
+    snapshot: Literal["auto", "lun", "reflink", "split-mirror", "none"] = "auto",
+    live_copy: bool = False,
 ) -> dict[str, Any]:
-    """Back up FAT/NTFS volumes block by block (`name=disk:<lun>` or `name=/path/to.img`)."""
+    """Back up FAT/NTFS volumes block by block (`name=disk:<lun>` or `name=/path/to.img`),
+    each frozen by `snapshot` first; a volume nothing can freeze fails with NoSnapshot
+    unless `live_copy` accepts a copy that is not point-in-time."""
     return backup(
-        sources=volume_sources(volumes, mode),
+        sources=volume_sources(volumes, mode, snapshot, live_copy),
         pool=pool,
         library=library,
         catalog=catalog,

@@ -207,3 +207,13 @@ def test_cli_disk_serverless_and_restore_image(
     subprocess.run(["fsck.fat", "-n", str(out)], check=True, capture_output=True)
     assert main(["restore-image", "v", str(out), *lib, *cat]) == 2  # exists: no --overwrite
     assert "exists" in capsys.readouterr().err
+    # nothing freezes a volume with --snapshot none: refused, unless a live copy is accepted
+    assert main(["serverless", f"live={env['plain']}", "--snapshot", "none", *lib, *cat]) == 2
+    assert "live_copy" in capsys.readouterr().err
+    argv = ["serverless", f"live={env['plain']}", "--snapshot", "none", "--live-copy"]
+    assert main([*argv, *lib, *cat]) == 0
+    shown = capsys.readouterr().out
+    assert "live             complete" in shown and "warning: LIVE COPY of" in shown
+    with Catalog(env["catalog"], read_only=True) as cat_db:  # the job report keeps it too
+        logged = cat_db.records("SELECT level, message FROM events WHERE level = 'warning'")
+    assert any("LIVE COPY of" in e["message"] for e in logged), logged

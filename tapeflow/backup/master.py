@@ -201,6 +201,13 @@ def record_slave(catalog_path: Path, job_id: str, pool: Pool, r: SlaveResult) ->
                     job_id=job_id,
                     session_id=r.session_id,
                 )
+            for warning in r.warnings:  # e.g. a live (not point-in-time) volume copy
+                cat.log(
+                    f"subjob {r.subjob} ({r.source}): {warning}",
+                    level="warning",
+                    job_id=job_id,
+                    session_id=r.session_id,
+                )
 
 
 def finish_job(
