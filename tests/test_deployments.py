@@ -4,6 +4,7 @@ bad cron/timezone input refused before anything reaches the server."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -286,8 +287,9 @@ def test_serve_refuses_bad_cron_and_timezone_and_registers_nothing(
 
 
 @pytest.mark.usefixtures("prefect_server")
-def test_prefect_deploy_registers_the_yaml() -> None:
-    """`prefect deploy --all` accepts deployments/prefect.yaml (process work pool)."""
+def test_prefect_deploy_registers_the_yaml(tmp_path: Path) -> None:
+    """`prefect deploy --all` accepts deployments/prefect.yaml (process work pool), and a
+    worker on that pool runs a deployment."""
 
     async def make_pool() -> None:
         async with get_client() as client:
@@ -340,3 +342,42 @@ def test_prefect_deploy_registers_the_yaml() -> None:
     }
     steps = deployed["tapeflow-restore/restore"].pull_steps  # $TAPEFLOW_REPO, resolved
     assert steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}]
+
+    # a worker on the pool runs a deployment from the repository (the README's work-pool way)
+    async def start_count() -> Any:
+        async with get_client() as client:
+            dep = deployed["tapeflow-count/count"]
+            return await client.create_flow_run_from_deployment(
+                dep.id, parameters={"source": str(tmp_path / "tree")}
+            )
+
+    for name in ("a.txt", "b/c.txt", "b/d/e.txt"):
+        (tmp_path / "tree" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "tree" / name).write_text(name)
+    run = run_coro_as_sync(start_count())
+    worker = subprocess.run(
+        [sys.executable, "-m", "prefect", "worker", "start", "--pool", registry.WORK_POOL]
+        + ["--run-once", "--type", "process"],
+        cwd="/",  # the pull step, not the worker's directory, finds the flows
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert worker.returncode == 0, worker.stdout[-3000:] + worker.stderr[-3000:]
+
+    async def final() -> tuple[Any, list[Any]]:
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+        async with get_client() as client:
+            state = (await client.read_flow_run(run.id)).state
+            found = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
+            )
+        return state, found
+
+    state, artifacts = run_coro_as_sync(final())
+    assert state is not None and state.is_completed(), (state, worker.stdout[-3000:])
+    [summary] = [a for a in artifacts if a.key == "count-summary"]
+    rows = json.loads(summary.data) if isinstance(summary.data, str) else summary.data
+    assert {"item": "files", "value": 3} in rows, rows
