@@ -199,6 +199,27 @@ def test_maintenance_library_and_report_flows_run_as_deployments_on_the_served_s
         assert cat.job(str(backup_run.id))["state"] == "complete"
 
 
+def test_a_run_scheduled_for_later_runs_when_due(
+    served: Path, lib: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run scheduled ahead (as a schedule's runs are) is started by the served runner when
+    its time comes, and does its job."""
+    due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=8)
+    params = json.dumps(backup_params(lib, count=1, files=3))
+    code, run, _ = job(capsys, "run", BACKUP, "--params", params, "--at", due.isoformat())
+    assert code == 0 and run["state"] == "Scheduled"
+    assert not state_of(run["id"]).is_final()
+    state = finished(run["id"], timeout=180)
+    assert state.is_completed(), state
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        started = client.read_flow_run(UUID(run["id"])).start_time
+    assert started is not None and started >= due  # not before its time
+    with Catalog(Path(lib["catalog"]), read_only=True) as cat:
+        assert cat.job(run["id"])["state"] == "complete"
+
+
 def test_one_off_reschedule_cancel_delete(
     served: Path, lib: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
