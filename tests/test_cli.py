@@ -125,3 +125,26 @@ def test_installed_command_moves_drive_tag_limits(
     assert "out of range" in capsys.readouterr().err
     with pytest.raises(ObjectNotFound):  # refused: no limit made
         tag_limit(f"{tag}:B")
+
+
+def test_mail_slots_inventory_import_and_cleaning(
+    lib: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """New media in a mail slot are imported by `inventory`; export/import move a cartridge
+    out and back; `clean` cleans a drive from the library's cleaning cartridge."""
+    from tapeflow.vtl import VirtualLibrary
+
+    VirtualLibrary.open(Path(lib.removeprefix("embedded:"))).insert("NEW001L9", mail_slot=0)
+    inv = run_json(capsys, "library", "inventory", "--library", lib)
+    assert inv["imported"] == ["NEW001L9"]
+    assert "NEW001L9" in {s["barcode"] for s in inv["slots"]}
+    out = run_json(capsys, "library", "export", "NEW001L9", "--library", lib)
+    assert out["exported"] == "NEW001L9"
+    inv = run_json(capsys, "library", "inventory", "--no-import", "--library", lib)
+    assert "NEW001L9" not in {s["barcode"] for s in inv["slots"]}
+    back = run_json(capsys, "library", "import", str(out["mail_slot"]), "--library", lib)
+    assert back == {"imported": "NEW001L9"}
+    capsys.readouterr()
+    assert main(["library", "clean", "0", "--library", lib]) == 0
+    said = capsys.readouterr().out
+    assert said.startswith("drive 0 cleaned with CLN") and "uses left" in said

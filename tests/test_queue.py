@@ -129,6 +129,10 @@ def test_run_now_resubmit_save_and_submit_again(
     with Catalog(Path(lib["catalog"]), read_only=True) as cat:  # three real jobs
         for run_id in (str(first.id), again["id"], resent["id"]):
             assert cat.job(run_id)["state"] == "complete"
+    code, listed, _ = job(capsys, "list", BACKUP)  # newest first, all three Completed
+    ours = [r for r in listed if r["id"] in (str(first.id), again["id"], resent["id"])]
+    assert [r["id"] for r in ours] == [resent["id"], again["id"], str(first.id)]
+    assert {r["state"] for r in ours} == {"Completed"}
 
     # a deployment saves as its defaults and schedules; JSON as well as YAML
     dep_file = tmp_path / "nightly.json"
