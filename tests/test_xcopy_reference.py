@@ -46,11 +46,11 @@ References read (stored public copies; functions named, as line numbers move bet
   01h KiB, 02h MiB, ...) comes from SPC-4's RECEIVE COPY STATUS(LID1) alone: sg_copy_results and
   libiscsi only print or store the raw byte.
 
-Every field layout matched. One gap in reading foreign lists is pinned by a strict xfail
+Every field layout matched. One gap in reading foreign lists was found and mended
 (test_parser_refuses_stream_cscds_it_cannot_honour): FIXED and STREAM BLOCK LENGTH of a
-sequential-access CSCD are parsed but never checked, so a list in fixed-block mode would be run
-with its transfer lengths taken as bytes. tapeflow's own builder always sends variable-length
-mode (FIXED = 0, length 0), which the golden vectors above confirm.
+sequential-access CSCD were parsed but never checked, so a list in fixed-block mode would have
+been run with its transfer lengths taken as bytes. tapeflow's own builder always sends
+variable-length mode (FIXED = 0, length 0), which the golden vectors above confirm.
 """
 
 from __future__ import annotations
@@ -457,11 +457,6 @@ def test_parser_refuses_the_reference_block_to_block_segment() -> None:
     assert (exc.value.asc, exc.value.ascq) == (0x26, 0x09)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: the parser ignores FIXED and STREAM BLOCK LENGTH of a sequential-access "
-    "CSCD; the copy manager then reads STREAM DEVICE TRANSFER LENGTH as bytes whatever they say",
-)
 @pytest.mark.parametrize(
     ("params", "stream_block_length"),
     [

@@ -38,6 +38,7 @@ IDENTIFICATION = 0xE4
 
 DISK_TYPE = 0x00
 TAPE_TYPE = 0x01
+FIXED_BIT = 0x01  # identification descriptor, sequential access: fixed-block mode
 
 MAX_SEGMENT_BLOCKS = 0xFFFF  # BLOCK DEVICE NUMBER OF BLOCKS is 16 bits
 
@@ -63,13 +64,13 @@ IdentificationDescriptor = Struct(  # 32 bytes
     "relative_port" / Int16ub,
     "designation" / Bytes(20),  # designation descriptor, zero padded
     Padding(4),
-    "params_flags" / Int8ub,  # disk: PAD 0x04; tape: PAD 0x04 | FIXED 0x01
+    "params_flags" / Int8ub,  # PAD 0x04 (disk); FIXED 0x01 (tape; we send variable-length: 0)
     "block_length" / Int24ub,  # disk block length / stream block length
 )
 
 BlockStreamSegment = Struct(  # 0x00 block->stream and 0x01 stream->block, 24 bytes
     "type" / Int8ub,
-    "flags" / Int8ub,  # DC 0x02 | CAT 0x01
+    "flags" / Int8ub,  # CAT 0x01 (DC applies to block->block segments only)
     "length" / Const(0x14, Int16ub),
     "source" / Int16ub,
     "destination" / Int16ub,
@@ -426,6 +427,12 @@ def parse_parameter_list(data: bytes, max_cscd: int = 16, max_segments: int = 65
             d.designation[1] & 0x0F,
             bytes(d.designation[4 : 4 + length]),
         )
+        if d.b1 & 0x1F == TAPE_TYPE and (d.params_flags & FIXED_BIT or d.block_length):
+            # only variable-length mode (FIXED 0, length 0) is implemented; SPC also requires
+            # refusing FIXED=0 with a length and FIXED=1 without one
+            raise ParameterListError(
+                0x26, 0x00, "tape CSCD: only variable-length mode (FIXED=0, no block length)"
+            )
         cscds.append(Cscd(desig, d.b1 & 0x1F, d.block_length))
     inline_start = 16 + head.cscd_length + head.segment_length
     inline = data[inline_start : inline_start + head.inline_length]
