@@ -66,11 +66,6 @@ def test_without_media_wait_the_slave_fails_at_once(tmp_path: Path) -> None:
     assert time.monotonic() - started < 10
 
 
-@pytest.mark.xfail(
-    strict=False,  # passes when the slave's own look at the mail slot comes first
-    reason="a waiting slave (tapeflow.backup.slave.Mounter.mount) only looks again when it "
-    "imported something itself: media the inventory flow imported wait until media_wait ends",
-)
 @pytest.mark.usefixtures("prefect_server")
 def test_a_waiting_backup_flow_continues_after_the_inventory_flow(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -137,11 +132,6 @@ def test_a_waiting_backup_flow_continues_after_the_inventory_flow(
         assert cat.medium("NEW001L9")["pool"] == pool
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tapeflow.library.media.import_new_media lists the new mail-slot media before it "
-    "takes the changer lock, so the second of two importers gets SlotEmpty",
-)
 def test_two_importers_at_once_import_the_cartridge_once(tmp_path: Path) -> None:
     """A waiting slave and the inventory flow may look at the mail slots at the same moment:
     the cartridge is imported once and neither of them fails."""

@@ -156,7 +156,8 @@ class Mounter:
                     self.on_media_request(shortage)
             while time.monotonic() < deadline:
                 time.sleep(min(MEDIA_POLL, max(deadline - time.monotonic(), 0)))
-                if import_new_media(self.lib):
+                # imported here, or by someone else meanwhile (the inventory flow): look again
+                if import_new_media(self.lib) or self._candidates():
                     break
 
     def _mount_one(self) -> TapeDrive | None:

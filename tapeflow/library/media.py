@@ -27,6 +27,7 @@ from tapeflow.library.errors import (
     NoCleaningCartridge,
     NoFreeSlot,
     NotInPartition,
+    SlotEmpty,
     SlotOutOfRange,
     UnknownBarcode,
 )
@@ -448,7 +449,11 @@ def import_new_media(lib: Library) -> list[Imported]:
         )
     imported = []
     for mail_slot, barcode in new:
-        moved = lib.import_media(mail_slot)
+        try:
+            moved = lib.import_media(mail_slot)
+        except SlotEmpty:  # imported meanwhile by another process (a waiting job, a flow)
+            log.info("mail slot %d: %s was imported by someone else", mail_slot, barcode)
+            continue
         where = next(s.number for s in lib.physical_inventory().slots if s.barcode == moved)
         imported.append(Imported(mail_slot, moved or barcode, where))
         log.info("imported %s from mail slot %d into slot %d", moved, mail_slot, where)
