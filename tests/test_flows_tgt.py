@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
 from tapeflow.catalog import Catalog
 from tapeflow.library import LibrarySpec
@@ -108,15 +106,6 @@ def test_library_flows_on_tgt(tmp_path: Path, monkeypatch) -> None:
         assert tag_limit(tag) == 2
 
 
-@pytest.fixture
-def no_heartbeats() -> Iterator[None]:
-    """Flow runs without heartbeats: Prefect joins the heartbeat thread for up to 1 s at the end
-    of every run, which dominates a test of many short flows (crash detection is not tested)."""
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        yield
-
-
-@pytest.mark.usefixtures("no_heartbeats")
 def test_media_groups_and_virtual_library_flows_on_tgt(tmp_path: Path, monkeypatch) -> None:
     """Erase (quick; long is refused by tgt and changes nothing), clean, export/import and new
     mail-slot media, and a backup to a library group inside a virtual library, all as flows on

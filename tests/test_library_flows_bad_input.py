@@ -5,12 +5,11 @@ and the catalog's rows are what they were before."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
 from tapeflow.catalog import Catalog
 from tests.conftest import Backend
@@ -19,14 +18,6 @@ from tests.test_library_manage import barcode_of, snapshot
 from tests.test_reports import _tables
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
-
-
-@pytest.fixture(autouse=True)
-def no_heartbeats() -> Iterator[None]:
-    """Flow runs without heartbeats: Prefect joins the heartbeat thread for up to 1 s at the end
-    of every run, and this test makes many short runs (crash detection is not tested here)."""
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        yield
 
 
 def bad_cases(first: str) -> list[tuple[Callable[..., Any], dict[str, Any], str, str]]:
