@@ -28,12 +28,9 @@ import threading
 import time
 from pathlib import Path
 
-from tapeflow.backup.model import Pool, SlaveResult, SlaveSpec, Source, TapeUse
-from tapeflow.backup.slave import mounted, run_slave
-from tapeflow.catalog.rows import write_session_rows
-from tapeflow.library import LibrarySpec
-from tapeflow.serverless.slave import backup_volume, blockmaps_dir, run_serverless_slave
-from tapeflow.serverless.volumes import VolumeAccess
+from tapeflow.backup.model import Pool, SlaveResult, SlaveSpec, Source
+from tapeflow.backup.slave import run_slave
+from tapeflow.serverless.slave import run_serverless_slave
 from tapeflow.vtl import VirtualLibrary
 from tapeflow.vtl.lun import LogicalUnit
 
@@ -75,48 +72,6 @@ class DeviceClock:
 
 class BenchFailed(RuntimeError):
     """A backup under measurement did not complete as it must."""
-
-
-def run_serverless_host_path(spec: SlaveSpec) -> SlaveResult:
-    """The serverless slave as it runs on a SAN without a copy manager (tgt, sg): the same
-    freeze, map and copy plan, executed by the host (serverless.copy.execute_plan takes the
-    host path when it is given no copy manager). The embedded SAN has one, so the volume's
-    access is simply not given it; the rest is run_serverless_slave's bookkeeping."""
-    result = SlaveResult(spec.session_id, spec.subjob, spec.source.name, "failed")
-    access = VolumeAccess.open(LibrarySpec.parse(spec.library), spec.source)
-    try:
-        if access.copy_manager is not None:
-            access.copy_manager.close()
-            access.copy_manager = None
-        holder = f"job {spec.job_id} subjob {spec.subjob}"
-        with mounted(spec, result, holder) as (handle, mounter):
-            session = backup_volume(
-                access,
-                handle,
-                session_id=spec.session_id,
-                job_id=spec.job_id,
-                source=spec.source.name,
-                mode=spec.source.mode,
-            )
-            barcode = mounter.barcode or ""
-            if session.maps is None:
-                raise BenchFailed("the serverless session returned no maps")
-            session.maps.write(blockmaps_dir(Path(spec.files_dir)), spec.session_id, barcode)
-            write_session_rows(
-                Path(spec.files_dir),
-                spec.session_id,
-                session.maps.file_rows(spec.session_id, barcode),
-            )
-            result.files = session.maps.volfiles.num_rows
-            result.bytes = session.stream_bytes
-            result.tapes = [
-                TapeUse(barcode, session.tape_file, session.stream_bytes, session.early_warning)
-            ]
-            result.copy_path = session.path
-            result.state = "complete"
-    finally:
-        access.close()
-    return result
 
 
 def cpu() -> float:
@@ -198,7 +153,10 @@ def main() -> None:
         )  # type: ignore[arg-type]
         rows = [
             ("serverless (copy manager)", *measure(lambda: run_serverless_slave(serverless))),
-            ("serverless (host path)", *measure(lambda: run_serverless_host_path(host_path))),
+            (
+                "serverless (host path)",  # as on a SAN without a copy manager (tgt, sg)
+                *measure(lambda: run_serverless_slave(host_path, copy_manager=False)),
+            ),
             ("file-level (pax session)", *measure(lambda: run_slave(files))),
         ]
     for name, result, *_ in rows:

@@ -17,7 +17,6 @@ from tapeflow.library import Library, LibrarySpec
 from tapeflow.scsi.device import ScsiDevice
 from tapeflow.scsi.sbc import BlockDevice
 from tapeflow.scsi.tape import TapeDrive
-from tapeflow.serverless.backup import write_session
 from tapeflow.serverless.blockfile import ImageBlockDevice
 from tapeflow.serverless.maps import MapTables
 from tapeflow.serverless.restore import (
@@ -26,7 +25,7 @@ from tapeflow.serverless.restore import (
     restore_files,
     restore_image,
 )
-from tapeflow.serverless.slave import backup_volume, map_volume
+from tapeflow.serverless.slave import backup_frozen, backup_volume
 from tapeflow.serverless.volumes import VolumeAccess
 from tapeflow.tapefmt import write_label
 from tapeflow.vtl import VirtualLibrary
@@ -60,11 +59,19 @@ def tapes() -> Iterator[list[TapeDrive]]:
 
 
 def _backup(
-    vl: VirtualLibrary, disk: str, mode: str, *, host: bool = False, progress: object = None
+    vl: VirtualLibrary,
+    disk: str,
+    mode: str,
+    *,
+    host: bool = False,
+    progress: object = None,
+    write_before_copy: bool = False,
 ) -> tuple[TapeDrive, MapTables, str]:
     """Back up `disk` as one serverless session onto a labelled cartridge in drive 0; returns
-    the drive (still loaded), the session's maps and the copy path. `host` drops the copy
-    manager from the volume's access, the way a SAN without one (tgt) is copied."""
+    the drive (still loaded), the session's maps and the copy path. `host` leaves the copy
+    manager unused, the way a SAN without one (tgt) is copied. `write_before_copy` calls
+    `progress(0)` once between the freeze and the copy: the copy-manager path runs the whole
+    image in one EXTENDED COPY, so its progress hook only fires after the image is read."""
     lib = Library(f"embedded:{vl.root}")
     lib.load(0, slot=1)
     tape = lib.open_drive(0)
@@ -72,21 +79,24 @@ def _backup(
     access = VolumeAccess.open(
         LibrarySpec.parse(f"embedded:{vl.root}"),
         Source(disk, f"disk:{disk}", kind="volume", mode=mode, quiet=0.1),
+        copy_manager=not host,
     )
+    session = {
+        "session_id": "s1",
+        "job_id": "j",
+        "source": disk,
+        "mode": mode,
+        "record_size": RECORD,
+        "progress": progress,
+    }
     try:
-        if host and access.copy_manager is not None:
-            access.copy_manager.close()
-            access.copy_manager = None
-        result = backup_volume(
-            access,
-            tape,
-            session_id="s1",
-            job_id="j",
-            source=disk,
-            mode=mode,
-            record_size=RECORD,
-            progress=progress,  # type: ignore[arg-type]
-        )
+        if write_before_copy:
+            with access.frozen() as frozen:
+                assert frozen.tracks_changes
+                progress(0)  # type: ignore[operator]  # the first write: before the copy
+                result = backup_frozen(access, frozen, tape, **session)  # type: ignore[arg-type]
+        else:
+            result = backup_volume(access, tape, **session)  # type: ignore[arg-type]
     finally:
         access.close()
     assert result.maps is not None
@@ -241,10 +251,9 @@ def test_file_restore_takes_chunks_written_during_the_copy_from_the_overlay(
                 origin.close()
             writes.append(done)
 
-    if host:
-        tape, maps, path = _backup(vl, "vol", mode, host=True, progress=write_after_freeze)
-    else:
-        tape, maps, path = _backup_writing_before_copy(vl, mode, early, write_after_freeze)
+    tape, maps, path = _backup(
+        vl, "vol", mode, host=host, progress=write_after_freeze, write_before_copy=not host
+    )
     tapes.append(tape)
     assert path == ("host" if host else "xcopy")
     assert writes, "the progress hook never ran"
@@ -264,43 +273,3 @@ def test_file_restore_takes_chunks_written_during_the_copy_from_the_overlay(
     assert report.files == 3
     for name in ("big2.bin", "big1.bin", "small.txt"):
         assert (out / name).read_bytes() == files[name], name
-
-
-def _backup_writing_before_copy(
-    vl: VirtualLibrary, mode: str, early: int, progress: object
-) -> tuple[TapeDrive, MapTables, str]:
-    """The copy manager path runs the whole image in one EXTENDED COPY, so its progress hook
-    fires after the image is read: freeze and map as backup_volume does, then let the user
-    write once before the copy starts (and again from the hook)."""
-    lib = Library(f"embedded:{vl.root}")
-    lib.load(0, slot=1)
-    tape = lib.open_drive(0)
-    write_label(tape, "L00001", "L00001", "p")
-    access = VolumeAccess.open(
-        LibrarySpec.parse(f"embedded:{vl.root}"),
-        Source("vol", "disk:vol", kind="volume", mode=mode, quiet=0.1),
-    )
-    try:
-        with access.frozen() as frozen:
-            assert frozen.tracks_changes
-            info, used, tables = map_volume(frozen.device)
-            progress(0)  # type: ignore[operator]  # the first write: before the copy
-            result = write_session(
-                session_id="s1",
-                job_id="j",
-                source="vol",
-                info=info,
-                used=used,
-                entries_tables=tables,
-                origin=access.origin,
-                frozen=frozen,
-                tape=tape,
-                copy_manager=access.copy_manager,
-                mode=mode,
-                record_size=RECORD,
-                progress=progress,  # type: ignore[arg-type]
-            )
-    finally:
-        access.close()
-    assert result.maps is not None
-    return tape, result.maps, result.path

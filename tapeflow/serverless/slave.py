@@ -126,12 +126,16 @@ def run_serverless_slave(
     on_progress: Callable[[int], None] | None = None,
     on_media_request: Callable[[NoWritableCartridge], None] | None = None,
     drive_timeout: float = 24 * 3600,
+    copy_manager: bool = True,
 ) -> SlaveResult:
-    """Back up the volume `spec.source` as one serverless session; SlaveFailed on error."""
+    """Back up the volume `spec.source` as one serverless session; SlaveFailed on error.
+    `copy_manager` False has the host move the blocks even where the SAN could."""
     result = SlaveResult(spec.session_id, spec.subjob, spec.source.name, "failed")
     holder = f"job {spec.job_id} subjob {spec.subjob}"
     try:
-        access = VolumeAccess.open(LibrarySpec.parse(spec.library), spec.source)
+        access = VolumeAccess.open(
+            LibrarySpec.parse(spec.library), spec.source, copy_manager=copy_manager
+        )
         try:
             with mounted(
                 spec,
@@ -169,7 +173,7 @@ def run_serverless_slave(
                     spec.source.name,
                     "the copy manager (EXTENDED COPY)"
                     if session.path == "xcopy"
-                    else "the host (the SAN has no copy manager)",
+                    else "the host (no copy manager in use on this SAN)",
                 )
                 result.state = "complete"
         finally:

@@ -225,10 +225,13 @@ class VolumeAccess:
     hint: str = ""  # what to choose instead, for NoSnapshot raised by frozen()
 
     @classmethod
-    def open(cls, library: LibrarySpec, source: Source) -> VolumeAccess:
+    def open(
+        cls, library: LibrarySpec, source: Source, *, copy_manager: bool = True
+    ) -> VolumeAccess:
         """Open `source.path` (`disk:<name>` on `library`, or an image file) and choose how to
         freeze it; NoSnapshot, before any device is opened, when nothing can and the source
-        does not allow a live copy."""
+        does not allow a live copy. `copy_manager` False leaves the SAN's copy manager unused,
+        so the host executes the plan as it does on a SAN without one (tgt)."""
         on_disk = source.path.startswith(DISK_PREFIX)
         embedded = on_disk and library.backend == "embedded"
         ref = source.path if on_disk else str(Path(source.path))
@@ -262,7 +265,7 @@ class VolumeAccess:
         if not on_disk:
             return cls(source, ImageBlockDevice(ref), None, provider, probe, ref, unfrozen, hint)
         origin = BlockDevice(library.open_disk(name), name)
-        manager = library.open_copy_manager() if embedded else None
+        manager = library.open_copy_manager() if embedded and copy_manager else None
         return cls(
             source,
             origin,
