@@ -46,14 +46,7 @@ def tgt(work: Path, mb: int) -> Iterator[Library]:
     with TgtLibrary(
         work / "tgt", drives=1, slots=4, mail_slots=0, cartridges=2, cartridge_mb=mb + 64
     ) as t:
-        spec = LibrarySpec(
-            "iscsi",
-            portal=t.portal,
-            target=t.target_iqn,
-            changer_lun=t.changer_lun,
-            drive_luns=tuple(t.drive_luns),
-            name="bench-tgt",
-        )
+        spec = t.spec("bench-tgt")
         with Library(spec) as lib:
             yield lib
 

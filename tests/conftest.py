@@ -63,14 +63,7 @@ def _tgt(tmp_path: Path) -> Iterator[Backend]:
         cartridges=6,
         cartridge_mb=CAPACITY // (1024 * 1024),
     ) as tgt:
-        spec = LibrarySpec(
-            "iscsi",
-            portal=tgt.portal,
-            target=tgt.target_iqn,
-            changer_lun=tgt.changer_lun,
-            drive_luns=tuple(tgt.drive_luns),
-            name=f"tgt-{tmp_path.name}",
-        )
+        spec = tgt.spec(f"tgt-{tmp_path.name}")
         with Library(spec) as lib:
             yield Backend(
                 "tgt",

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from tapeflow.catalog import Catalog
-from tapeflow.library import LibrarySpec
 from tapeflow.sample import make_sample_tree, tree_digest
 from tapeflow.testing.tgt import TgtLibrary
 
@@ -33,16 +32,7 @@ def test_full_incremental_and_restore_on_tgt(tmp_path: Path, monkeypatch) -> Non
         sources.append({"name": f"src{i}", "path": str(tmp_path / f"src{i}")})
     src = tmp_path / "src0"
     with TgtLibrary(tmp_path / "tgt", drives=2, slots=8, cartridges=6, cartridge_mb=64) as tgt:
-        library = str(
-            LibrarySpec(
-                "iscsi",
-                portal=tgt.portal,
-                target=tgt.target_iqn,
-                changer_lun=tgt.changer_lun,
-                drive_luns=tuple(tgt.drive_luns),
-                name=f"tgt-{tmp_path.name}",
-            )
-        )
+        library = str(tgt.spec(f"tgt-{tmp_path.name}"))
         before = tree_digest(src)
         first = backup(sources=sources, library=library, catalog=catalog)
         assert first["state"] == "complete"
@@ -84,14 +74,7 @@ def test_library_flows_on_tgt(tmp_path: Path, monkeypatch) -> None:
         pytest.skip(f"tgt cannot run here: {reason}")
     monkeypatch.setenv("TAPEFLOW_HOME", str(tmp_path / "home"))
     with TgtLibrary(tmp_path / "tgt", drives=2, slots=6, cartridges=4, cartridge_mb=32) as tgt:
-        spec = LibrarySpec(
-            "iscsi",
-            portal=tgt.portal,
-            target=tgt.target_iqn,
-            changer_lun=tgt.changer_lun,
-            drive_luns=tuple(tgt.drive_luns),
-            name=f"tgtlib-{tmp_path.name}",
-        )
+        spec = tgt.spec(f"tgtlib-{tmp_path.name}")
         library, tag = str(spec), f"tape-drive:{spec.name}"
         inv = library_inventory(library=library)
         barcodes = [e["barcode"] for e in inv["elements"] if e["barcode"]]
@@ -136,14 +119,7 @@ def test_media_groups_and_virtual_library_flows_on_tgt(tmp_path: Path, monkeypat
     catalog = tmp_path / "catalog" / "catalog.duckdb"
     make_sample_tree(tmp_path / "src", files=10, seed=3)
     with TgtLibrary(tmp_path / "tgt", drives=2, slots=8, cartridges=6, cartridge_mb=32) as tgt:
-        spec = LibrarySpec(
-            "iscsi",
-            portal=tgt.portal,
-            target=tgt.target_iqn,
-            changer_lun=tgt.changer_lun,
-            drive_luns=tuple(tgt.drive_luns),
-            name=f"tgtops-{tmp_path.name}",
-        )
+        spec = tgt.spec(f"tgtops-{tmp_path.name}")
         library, tag = str(spec), f"tape-drive:{spec.name}"
         slot_of = dict(zip(tgt.barcodes, range(1, 7), strict=True))
 

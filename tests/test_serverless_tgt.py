@@ -65,14 +65,7 @@ def test_host_path_on_tgt_writes_what_the_copy_manager_writes(tmp_path: Path) ->
     original = img.read_bytes()
 
     with TgtLibrary(tmp_path / "tgt", drives=1, slots=4, cartridges=2, disks=(img,)) as tgt:
-        spec = LibrarySpec(
-            "iscsi",
-            portal=tgt.portal,
-            target=tgt.target_iqn,
-            changer_lun=tgt.changer_lun,
-            drive_luns=tuple(tgt.drive_luns),
-            name=f"tgt-{tmp_path.name}",
-        )
+        spec = tgt.spec(f"tgt-{tmp_path.name}")
         assert spec.open_copy_manager() is None  # tgt has no copy manager
         lun = f"disk:{tgt.disk_luns[0]}"
         # nor LUN snapshots: a point-in-time backup is refused before anything is touched

@@ -66,6 +66,7 @@ import weakref
 from pathlib import Path
 from types import TracebackType
 
+from tapeflow.library.spec import LibrarySpec
 from tapeflow.scsi.iscsi import IscsiTransport
 
 __all__ = ["TgtError", "TgtLibrary"]
@@ -397,6 +398,17 @@ class TgtLibrary:
         t = IscsiTransport(self.portal, self.target_iqn, lun, initiator=initiator, timeout=timeout)
         self._transports.append(t)
         return t
+
+    def spec(self, name: str) -> LibrarySpec:
+        """This library as a tapeflow library address named `name` (its drive tag's name)."""
+        return LibrarySpec(
+            "iscsi",
+            portal=self.portal,
+            target=self.target_iqn,
+            changer_lun=self.changer_lun,
+            drive_luns=tuple(self.drive_luns),
+            name=name,
+        )
 
     def url(self, lun: int) -> str:
         """``iscsi://`` URL of a LUN, for IscsiTransport.from_url and CLI tools."""
