@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tapeflow.library import Library, LibrarySpec
+from tests.loopfs import loop_mounted
 
 CAPACITY = 16 * 1024 * 1024  # small cartridges so end-of-medium is reached quickly
 EARLY_WARNING = 2 * 1024 * 1024
@@ -109,3 +110,19 @@ def real_prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ob
 
     with RealServer(tmp_path_factory.mktemp("prefect-server")) as server:
         yield server
+
+
+@pytest.fixture(scope="module", params=["xfs", "btrfs"])
+def cow_fs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
+    """A loop-mounted XFS (reflink=1) or btrfs: image files there are frozen by reflink."""
+    with loop_mounted(request.param, tmp_path_factory.mktemp(request.param)) as mount_point:
+        yield mount_point
+
+
+@pytest.fixture(scope="module")
+def plain_xfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A loop-mounted XFS made with reflink=0: no reflink, whatever the host's /tmp is."""
+    with loop_mounted("xfs", tmp_path_factory.mktemp("xfs0"), reflink=False) as mount_point:
+        yield mount_point

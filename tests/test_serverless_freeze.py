@@ -10,7 +10,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,27 +30,10 @@ from tapeflow.snapshot import NoSnapshot, ReflinkProvider, SnapshotFailed, Snaps
 from tapeflow.snapshot.providers import SNAPSHOT_DIR_NAME
 from tapeflow.vtl import VirtualLibrary
 from tests import fatimages as fat
-from tests.test_snapshot import loop_mounted
 
 MB = 1024 * 1024
 SEGMENT = 65535 * 512  # one copy segment: the host copies the image a segment at a time
 POOL = Pool("p")
-
-
-@pytest.fixture(scope="module", params=["xfs", "btrfs"])
-def cow_fs(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Path]:
-    """A loop-mounted XFS (reflink=1) or btrfs: image files there are frozen by reflink."""
-    with loop_mounted(request.param, tmp_path_factory.mktemp(request.param)) as mount_point:
-        yield mount_point
-
-
-@pytest.fixture(scope="module")
-def plain_xfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A loop-mounted XFS made with reflink=0: no reflink, whatever the host's /tmp is."""
-    with loop_mounted("xfs", tmp_path_factory.mktemp("xfs0"), reflink=False) as mount_point:
-        yield mount_point
 
 
 @pytest.fixture(autouse=True)

@@ -9,12 +9,10 @@ import io
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
@@ -560,52 +558,6 @@ def _mount_source(mount_point: Path) -> str:
         if fields.split()[4] == str(mount_point):
             return tail.split()[1]
     raise LookupError(mount_point)
-
-
-@contextmanager
-def loop_mounted(fs: str, base: Path, *, reflink: bool = True) -> Iterator[Path]:
-    """A freshly made XFS (reflink=1, or reflink=0 with ``reflink=False``) or btrfs filesystem
-    on a loop-mounted sparse file under ``base``; skips the test where that cannot be done.
-    Also used by tests/test_serverless_freeze.py."""
-    mkfs = shutil.which(f"mkfs.{fs}")
-    if os.geteuid() != 0 or mkfs is None:
-        pytest.skip(f"needs root and mkfs.{fs} (apt-get install xfsprogs btrfs-progs)")
-    if fs != "xfs" and not reflink:
-        raise ValueError(f"{fs} always shares extents: only XFS can be made without reflinks")
-    image, mount_point = base / "fs.img", base / "mnt"
-    mount_point.mkdir()
-    with open(image, "wb") as f:
-        f.truncate(320 * MIB)
-    options = ["-m", f"reflink={int(reflink)}"] if fs == "xfs" else []
-    made = subprocess.run([mkfs, "-q", *options, str(image)], capture_output=True, text=True)
-    if made.returncode != 0:
-        pytest.skip(f"mkfs.{fs} failed: {made.stderr.strip()}")
-    mounted = subprocess.run(
-        ["mount", "-o", "loop", str(image), str(mount_point)], capture_output=True, text=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot loop-mount {fs} here: {mounted.stderr.strip()}")
-    try:
-        yield mount_point
-    finally:
-        if subprocess.run(["umount", str(mount_point)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
-
-
-@pytest.fixture(scope="module", params=["xfs", "btrfs"])
-def cow_fs(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Path]:
-    """A freshly made XFS (reflink=1) or btrfs filesystem on a loop-mounted sparse file."""
-    with loop_mounted(request.param, tmp_path_factory.mktemp(request.param)) as mount_point:
-        yield mount_point
-
-
-@pytest.fixture(scope="module")
-def plain_xfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """XFS made with reflink=0: a filesystem that refuses reflinks, whatever /tmp is."""
-    with loop_mounted("xfs", tmp_path_factory.mktemp("xfs0"), reflink=False) as mount_point:
-        yield mount_point
 
 
 def test_reflink_snapshot_is_instant_frozen_and_knows_what_changed(cow_fs: Path) -> None:
