@@ -20,14 +20,15 @@ import sqlite3
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 from tapeflow.fs.detect import open_volume
 from tapeflow.fs.model import entries_to_batches
+from tapeflow.testing.ntfs3g import mounted
 
 ISTAT_SAMPLE = 300
 T = TypeVar("T")
@@ -78,7 +79,7 @@ def ntfs_image(cache: Path, tree: Path) -> Path:
         subprocess.run(["mkntfs", "-F", "-Q", str(tmp)], check=True, capture_output=True)
         mnt = cache / "mnt"
         mnt.mkdir(exist_ok=True)
-        with ntfs3g_mounted(tmp, mnt):
+        with mounted(tmp, mnt, mount_timeout=30, unmount_timeout=300):
             for top in sorted(tree.iterdir()):
                 shutil.copytree(top, mnt / top.name)
         check = subprocess.run(
@@ -88,39 +89,6 @@ def ntfs_image(cache: Path, tree: Path) -> Path:
             raise ImageBuildFailed(f"ntfsfix finds {tmp} inconsistent: {check.stdout}")
         tmp.rename(img)
     return img
-
-
-@contextmanager
-def ntfs3g_mounted(img: Path, mnt: Path) -> Iterator[Path]:
-    """Mount `img` with ntfs-3g in the foreground (`no_detach`) so that unmounting waits for
-    the process, i.e. for every write to reach the image, before the image is used."""
-    proc = subprocess.Popen(
-        ["ntfs-3g", "-o", "no_detach", str(img), str(mnt)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not os.path.ismount(mnt):
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                raise ImageBuildFailed(f"ntfs-3g could not mount {img}: {err}")
-            if time.monotonic() > deadline:
-                raise ImageBuildFailed(f"ntfs-3g did not mount {img} within 30 s")
-            time.sleep(0.01)
-        yield mnt
-    finally:
-        if os.path.ismount(mnt):
-            subprocess.run(["fusermount", "-u", str(mnt)], check=True, timeout=300)
-        try:
-            code = proc.wait(timeout=300)  # returns once ntfs-3g has flushed and closed
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise ImageBuildFailed(f"ntfs-3g did not exit after unmounting {img}") from None
-    if code:
-        err = proc.stderr.read().decode() if proc.stderr else ""
-        raise ImageBuildFailed(f"ntfs-3g exited with {code} after unmounting {img}: {err}")
 
 
 def cpu() -> float:

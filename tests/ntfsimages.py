@@ -11,12 +11,11 @@ import os
 import random
 import struct
 import subprocess
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+
+from tapeflow.testing.ntfs3g import mounted
 
 TOOL_ENV = {**os.environ, "TZ": "UTC", "LC_ALL": "C.UTF-8"}
 
@@ -40,33 +39,6 @@ def mkntfs(
     extra = ["-L", label] if label else []
     run("mkntfs", "-F", "-Q", "-q", "-s", str(sector), "-c", str(cluster), *extra, img)
     return img
-
-
-@contextmanager
-def mounted(img: Path, mnt: Path, options: str = "") -> Iterator[Path]:
-    """Mount `img` with ntfs-3g (foreground process, so unmounting waits for it to flush)."""
-    mnt.mkdir(exist_ok=True)
-    opts = ",".join(["no_detach", *([options] if options else [])])
-    cmd = ["ntfs-3g", "-o", opts, str(img), str(mnt)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 15
-        while not os.path.ismount(mnt):
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                raise RuntimeError(f"ntfs-3g could not mount {img}: {err}")
-            if time.monotonic() > deadline:
-                raise RuntimeError("ntfs-3g mount timed out")
-            time.sleep(0.01)
-        yield mnt
-    finally:
-        if os.path.ismount(mnt):
-            subprocess.run(["fusermount", "-u", str(mnt)], check=False, timeout=60)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def set_compressed(path: Path) -> None:
