@@ -219,7 +219,9 @@ def test_a_run_scheduled_for_later_runs_when_due(
 
     with get_client(sync_client=True) as client:
         started = client.read_flow_run(UUID(run["id"])).start_time
-    assert started is not None and started >= due  # not before its time
+    # Not before its time. Prefect's WaitForScheduledTime rule rounds the remaining delay to
+    # the nearest second, so the server itself lets a run start up to half a second early.
+    assert started is not None and started >= due - timedelta(seconds=0.5), (started, due)
     with Catalog(Path(lib["catalog"]), read_only=True) as cat:
         assert cat.job(run["id"])["state"] == "complete"
 
