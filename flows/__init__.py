@@ -1,1 +1,5 @@
 """Prefect flows: thin layers of parameters, mapping, hooks and artifacts over the core."""
+
+from flows.ssl_context import share_ssl_context
+
+share_ssl_context()
