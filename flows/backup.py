@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -28,7 +30,7 @@ from tapeflow.backup.master import (
     finish_job,
     largest_first,
     prepare_job,
-    record_slave,
+    record_slaves,
 )
 from tapeflow.backup.model import Level, SlaveResult, SlaveSpec
 from tapeflow.backup.operations import run_operation
@@ -56,18 +58,19 @@ def run_slaves(
     streams: int,
     tag: str,
     job_id: str,
-    record: Callable[[SlaveResult], None],
+    record: Callable[[list[SlaveResult]], None],
 ) -> list[SlaveResult]:
     """Keep at most `streams` slaves submitted; each completion submits the next at once.
 
     Submitting no more than there are drives means a slave never queues on the tag limit,
     whose retry interval (Prefect's Retry-After) would leave a freed drive idle for seconds.
-    The next slave is submitted from the finished slave's own thread, so a freed drive never
-    waits for the master's bookkeeping (recording other slaves that ended just before).
+    The next slave is submitted from the finished slave's own thread, and the master's
+    bookkeeping (catalog rows, progress) waits HANDOFF_GRACE after a hand-off, so the two
+    Prefect round trips that move the drive-tag slot do not compete with it for the CPU.
     The largest sources start first, so no drive is left writing a big one alone at the end.
     """
     log = get_run_logger()
-    done: queue.Queue[tuple[PrefectFuture[Any], SlaveSpec, BaseException | None]] = queue.Queue()
+    done: queue.Queue[_Finished] = queue.Queue()
     waiting = largest_first(specs)
     running: dict[PrefectFuture[Any], SlaveSpec] = {}
     lock = threading.RLock()  # re-entered when a future is already done as it is registered
@@ -90,33 +93,78 @@ def run_slaves(
         error: BaseException | None = None
         with lock:
             spec = running.pop(future)
+            before = len(running)
             try:
                 flow_context.copy().run(fill)
             except BaseException as exc:  # handed to the master's thread, which raises it
                 error = exc
-        done.put((future, spec, error))
+            handed_off = len(running) > before
+        done.put(_Finished(future, spec, error, time.monotonic() if handed_off else None))
 
     fill()
-    for _ in specs:
-        future, spec, error = done.get()
-        if error is not None:
-            raise error
-        try:  # the result, not future.state: the state may not be final when this wakes
-            result = SlaveResult.from_dict(future.result())
-        except Exception as exc:  # a failed slave: recorded as failed, not swallowed
-            result = (
-                exc.result
-                if isinstance(exc, SlaveFailed)
-                else SlaveResult(spec.session_id, spec.subjob, spec.source.name, "failed")
-            )
-            result.state = "failed"
-            result.error = result.error or f"{type(exc).__name__}: {exc}"
-            log.error("subjob %s (%s) failed: %s", spec.subjob, spec.source.name, result.error)
-        results.append(result)
-        record(result)
+    while len(results) < len(specs):
+        batch = _settled(done)
+        finished_now = [_result(item, log) for item in batch]
+        results += finished_now
+        record(finished_now)
         if progress is not None:
             update_progress_artifact(progress, 100.0 * len(results) / len(specs))
+        for item in batch:
+            if item.error is not None:
+                raise item.error
     return results
+
+
+HANDOFF_GRACE = 0.25
+"""Seconds the master's bookkeeping waits after a slave ends while the next one takes the
+drive: drive time is what a backup window is short of, and a session recorded a quarter of a
+second later loses nothing (the session is on tape; a re-run would rewrite an unrecorded one)."""
+MAX_DEFER = 1.0
+"""Seconds at most between a slave ending and its recording, however many hand-offs follow."""
+
+
+def _settled(done: queue.Queue[_Finished]) -> list[_Finished]:
+    """The slaves that ended, taken once the hand-offs they started have had HANDOFF_GRACE
+    (never more than MAX_DEFER after the first), so the master's work does not slow them."""
+    batch = [done.get()]
+    latest = time.monotonic() + MAX_DEFER
+    while True:
+        due = max((i.handed_off + HANDOFF_GRACE for i in batch if i.handed_off), default=0.0)
+        wait = min(due, latest) - time.monotonic()
+        if wait <= 0:
+            break
+        with contextlib.suppress(queue.Empty):  # no other slave ended in the meantime
+            batch.append(done.get(timeout=wait))
+    while not done.empty():
+        batch.append(done.get_nowait())
+    return batch
+
+
+@dataclass
+class _Finished:
+    """A slave that ended, and when its drive-tag slot was handed to the next (if it was)."""
+
+    future: PrefectFuture[Any]
+    spec: SlaveSpec
+    error: BaseException | None  # from submitting the next slave
+    handed_off: float | None
+
+
+def _result(item: _Finished, log: Any) -> SlaveResult:
+    """The slave's result; a failed slave gives a result marked failed (not swallowed)."""
+    spec = item.spec
+    try:  # the result, not future.state: the state may not be final when this wakes
+        return SlaveResult.from_dict(item.future.result())
+    except Exception as exc:
+        result = (
+            exc.result
+            if isinstance(exc, SlaveFailed)
+            else SlaveResult(spec.session_id, spec.subjob, spec.source.name, "failed")
+        )
+        result.state = "failed"
+        result.error = result.error or f"{type(exc).__name__}: {exc}"
+        log.error("subjob %s (%s) failed: %s", spec.subjob, spec.source.name, result.error)
+        return result
 
 
 def summary_rows(results: list[SlaveResult]) -> list[dict[str, Any]]:
@@ -215,7 +263,7 @@ def backup(
         streams,
         tag,
         job_id,
-        record=lambda r: record_slave(catalog_path, job_id, media_pool, r),
+        record=lambda done: record_slaves(catalog_path, job_id, media_pool, done),
     )
     problems: list[str] = []
     if verify:

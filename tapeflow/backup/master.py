@@ -174,40 +174,51 @@ def _write_arrow(path: str, table: pa.Table) -> None:
 def record_slave(catalog_path: Path, job_id: str, pool: Pool, r: SlaveResult) -> None:
     """Record one finished slave at once (rows, tape files, media, session state), so a master
     that dies later still knows which sources are done and a re-run skips them."""
+    record_slaves(catalog_path, job_id, pool, [r])
+
+
+def record_slaves(catalog_path: Path, job_id: str, pool: Pool, results: list[SlaveResult]) -> None:
+    """Record finished slaves in one opening of the catalog, each in its own transaction."""
     with Catalog(catalog_path) as cat:
-        for barcode in r.labelled:  # blank, expired (its old sessions dropped) or from scratch
-            record_relabel(cat, barcode, pool.name, job_id)
-        with cat.transaction():
-            for use in r.tapes:
-                if not use.barcode:
-                    continue
-                try:
-                    cat.medium(use.barcode)
-                except NotFound:
-                    cat.add_media(use.barcode, pool.name, labelled=True)
-                cat.record_tape_file(r.session_id, use.barcode, use.tape_file, bytes=use.bytes)
-                note_write(cat, use.barcode, pool.retention_days)  # expiry = write + retention
-                if use.full:
-                    cat.update_media(use.barcode, state="full")
-            if r.state == "complete":
-                cat.register_session_rows(r.session_id)
-                cat.finish_session(r.session_id, "complete", files=r.files, bytes=r.bytes)
-            else:
-                state = "partial" if r.tapes else "failed"
-                cat.finish_session(r.session_id, state, files=r.files, bytes=r.bytes)
-                cat.log(
-                    f"subjob {r.subjob} ({r.source}) failed: {r.error}",
-                    level="error",
-                    job_id=job_id,
-                    session_id=r.session_id,
-                )
-            for warning in r.warnings:  # e.g. a live (not point-in-time) volume copy
-                cat.log(
-                    f"subjob {r.subjob} ({r.source}): {warning}",
-                    level="warning",
-                    job_id=job_id,
-                    session_id=r.session_id,
-                )
+        for r in results:
+            _record(cat, job_id, pool, r)
+
+
+def _record(cat: Catalog, job_id: str, pool: Pool, r: SlaveResult) -> None:
+    """One slave's relabels, tape files, media use and session state."""
+    for barcode in r.labelled:  # blank, expired (its old sessions dropped) or from scratch
+        record_relabel(cat, barcode, pool.name, job_id)
+    with cat.transaction():
+        for use in r.tapes:
+            if not use.barcode:
+                continue
+            try:
+                cat.medium(use.barcode)
+            except NotFound:
+                cat.add_media(use.barcode, pool.name, labelled=True)
+            cat.record_tape_file(r.session_id, use.barcode, use.tape_file, bytes=use.bytes)
+            note_write(cat, use.barcode, pool.retention_days)  # expiry = write + retention
+            if use.full:
+                cat.update_media(use.barcode, state="full")
+        if r.state == "complete":
+            cat.register_session_rows(r.session_id)
+            cat.finish_session(r.session_id, "complete", files=r.files, bytes=r.bytes)
+        else:
+            state = "partial" if r.tapes else "failed"
+            cat.finish_session(r.session_id, state, files=r.files, bytes=r.bytes)
+            cat.log(
+                f"subjob {r.subjob} ({r.source}) failed: {r.error}",
+                level="error",
+                job_id=job_id,
+                session_id=r.session_id,
+            )
+        for warning in r.warnings:  # e.g. a live (not point-in-time) volume copy
+            cat.log(
+                f"subjob {r.subjob} ({r.source}): {warning}",
+                level="warning",
+                job_id=job_id,
+                session_id=r.session_id,
+            )
 
 
 def finish_job(
@@ -249,6 +260,5 @@ def record_results(
     catalog_path: Path, job_id: str, pool: Pool, results: list[SlaveResult], skipped: list[str]
 ) -> JobOutcome:
     """Record every slave, then finish the job (for callers that run slaves themselves)."""
-    for r in results:
-        record_slave(catalog_path, job_id, pool, r)
+    record_slaves(catalog_path, job_id, pool, results)
     return finish_job(catalog_path, job_id, results, skipped)
