@@ -39,7 +39,7 @@ from tapeflow.tapefmt.pax import (
     parse_pax_time,
 )
 from tapeflow.tapefmt.records import Drive, EndOfPart, RecordStream
-from tapeflow.tapefmt.session import SessionInfo
+from tapeflow.tapefmt.session import SessionInfo, global_info
 
 _ZERO = bytes(BLOCK)
 _NS = 1_000_000_000
@@ -118,7 +118,7 @@ def find_part(drive: Drive, session_id: str | None, sequence: int) -> SessionInf
             raise ContinuationMismatch(
                 f"no part {sequence} of session {session_id} on this cartridge"
             ) from exc
-        info = _global_info(first)
+        info = global_info(first)
         if (
             info is not None
             and info.sequence == sequence
@@ -131,19 +131,6 @@ def find_part(drive: Drive, session_id: str | None, sequence: int) -> SessionInf
             raise ContinuationMismatch(
                 f"no part {sequence} of session {session_id} on this cartridge"
             ) from exc
-
-
-def _global_info(record: bytes) -> SessionInfo | None:
-    """Session info from a record that starts with a 'g' member, else None."""
-    if len(record) < BLOCK or not header_checksum_ok(record[:BLOCK]):
-        return None
-    head = parse_header(record[:BLOCK])
-    if head.typeflag != XGLTYPE or BLOCK + head.size > len(record):
-        return None
-    try:
-        return SessionInfo.from_pax(parse_pax_records(record[BLOCK : BLOCK + head.size]))
-    except ValueError:
-        return None
 
 
 class SessionReader:
