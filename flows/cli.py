@@ -30,6 +30,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
         catalog=args.catalog,
         multistream=not args.single_stream,
         media_wait=args.media_wait,
+        verify=args.verify,
+        compression=args.compression,
         pre=args.pre,
         post=args.post,
     )
@@ -77,6 +79,7 @@ def cmd_serverless(args: argparse.Namespace) -> int:
         multistream=not args.single_stream,
         snapshot=args.snapshot,
         live_copy=args.live_copy,
+        verify=args.verify,
     )
     if args.json:
         print(json.dumps(outcome, indent=2))
@@ -186,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--pool", default=None)
     b.add_argument("--level", choices=["full", "incremental", "differential"], default="full")
     b.add_argument("--single-stream", action="store_true", help="one slave at a time")
+    b.add_argument("--verify", action="store_true", help="read each session back and check it")
+    b.add_argument("--compression", action="store_true", help="compress the sessions")
     b.add_argument(
         "--media-wait", type=float, default=0.0, help="seconds to wait for new media (mail slot)"
     )
@@ -206,6 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pool", default=None)
     s.add_argument("--mode", choices=["all", "used"], default="all")
     s.add_argument("--single-stream", action="store_true", help="one slave at a time")
+    s.add_argument(
+        "--verify",
+        action="store_true",
+        help="read each session back: members whole and sized (files have no checksum)",
+    )
     s.add_argument(
         "--snapshot",
         choices=["auto", "lun", "reflink", "split-mirror", "none"],

@@ -48,15 +48,18 @@ def serverless_backup(
     post: list[str] | None = None,
     snapshot: Literal["auto", "lun", "reflink", "split-mirror", "none"] = "auto",
     live_copy: bool = False,
+    verify: bool = False,
 ) -> dict[str, Any]:
     """Back up FAT/NTFS volumes block by block (`name=disk:<lun>` or `name=/path/to.img`),
     each frozen by `snapshot` first; a volume nothing can freeze fails with NoSnapshot
-    unless `live_copy` accepts a copy that is not point-in-time."""
+    unless `live_copy` accepts a copy that is not point-in-time. `verify` reads each session
+    back (its members whole and sized; the files inside have no checksum to check)."""
     return backup(
         sources=volume_sources(volumes, mode, snapshot, live_copy),
         pool=pool,
         library=library,
         catalog=catalog,
+        verify=verify,
         multistream=multistream,
         pre=pre,
         post=post,

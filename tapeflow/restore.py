@@ -17,7 +17,7 @@ from tapeflow.catalog import Catalog, session_media, tree_at
 from tapeflow.library import Library
 from tapeflow.maintenance.leased import leased_mounts
 from tapeflow.scsi.tape import TapeDrive
-from tapeflow.serverless.maps import BLOCKMAPS_DIRNAME, load_maps
+from tapeflow.serverless.maps import blockmaps_dir, load_maps
 from tapeflow.serverless.restore import restore_files
 from tapeflow.tapefmt import extract_member_at
 
@@ -110,7 +110,7 @@ def plan_restore(
             raise NothingToRestore(f"nothing of {source!r} matches {what} as of {at or 'now'}")
         sessions = {r["session_id"] for r in rows}
         parts = {sid: session_media(cat, sid).column("barcode").to_pylist() for sid in sessions}
-        maps_dir = str(Path(cat.files_dir).parent / BLOCKMAPS_DIRNAME)
+        maps_dir = str(blockmaps_dir(cat.files_dir))
         serverless = {sid: maps_dir for sid in sessions if cat.session(sid)["kind"] == "serverless"}
     work: dict[str, list[Item]] = defaultdict(list)
     for r in rows:

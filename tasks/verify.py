@@ -40,6 +40,18 @@ def verify(catalog: str, library: str, session_id: str) -> dict[str, Any]:
         result.ok,
         len(problems),
     )
+    if result.content_unchecked:
+        log.warning(
+            "verify %s: serverless session, the content of its %d files has no checksum to "
+            "check (the host never read it); its members were read whole and sized",
+            session_id,
+            result.content_unchecked,
+        )
     for line in problems:
         log.error("verify %s: %s", session_id, line)
-    return {"session_id": session_id, "checked": result.checked, "problems": problems}
+    return {
+        "session_id": session_id,
+        "checked": result.checked,
+        "content_unchecked": result.content_unchecked,
+        "problems": problems,
+    }

@@ -306,7 +306,7 @@ def test_cli_backup_jobs_find_restore(env: dict[str, Any], capsys: pytest.Captur
     src = env["tmp"] / "docs"
     make_sample_tree(src, files=12)
     common = ["--library", env["library"], "--catalog", env["catalog"]]
-    assert main(["backup", f"docs={src}", *common]) == 0
+    assert main(["backup", f"docs={src}", "--verify", "--compression", *common]) == 0
     assert "complete" in capsys.readouterr().out
     assert main(["jobs", "--catalog", env["catalog"]]) == 0
     assert "docs" in capsys.readouterr().out

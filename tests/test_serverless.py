@@ -90,6 +90,7 @@ def test_serverless_backup_and_restores(env: dict[str, Any]) -> None:
         ],
         library=env["library"],
         catalog=env["catalog"],
+        verify=True,  # each session read back whole: a problem would fail the job
     )
     assert outcome["state"] == "complete"
     copy = {row["source"]: row["copy"] for row in outcome["slaves"]}
@@ -199,7 +200,7 @@ def test_cli_disk_serverless_and_restore_image(
     assert main(["library", "disk", "add", "w", *lib]) == 2  # neither --image nor --size-mb
     assert "exactly one" in capsys.readouterr().err
     cat = ["--catalog", env["catalog"]]
-    assert main(["serverless", "v=disk:v", "--mode", "used", *lib, *cat]) == 0
+    assert main(["serverless", "v=disk:v", "--mode", "used", "--verify", *lib, *cat]) == 0
     assert "by xcopy" in capsys.readouterr().out
     out = env["tmp"] / "v.img"
     assert main(["restore-image", "v", str(out), *lib, *cat]) == 0

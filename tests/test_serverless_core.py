@@ -10,9 +10,12 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from tapeflow.backup.master import prepare_job, record_results
 from tapeflow.backup.model import Pool, SlaveSpec, Source
 from tapeflow.backup.slave import SlaveFailed
+from tapeflow.catalog import Catalog, session_media
 from tapeflow.library import Library
+from tapeflow.maintenance import verify_session
 from tapeflow.scsi.sbc import BlockDevice
 from tapeflow.serverless.maps import load_maps
 from tapeflow.serverless.restore import restore_files
@@ -139,3 +142,53 @@ def test_large_inline_data_is_cut_into_commands_within_the_limit() -> None:
     assert all(batches) and len(batches) > 1
     assert all(sum(len(s.inline) for s in b) <= 4096 for b in batches)
     assert b"".join(s.inline for b in batches for s in b) == bytes(range(256)) * 40
+
+
+def _recorded(vl: VirtualLibrary, tmp: Path) -> tuple[Path, str]:
+    """A serverless session of the volume, recorded in a catalog: (catalog, session id)."""
+    catalog = tmp / "cat" / "catalog.duckdb"
+    library = f"embedded:{vl.root}"
+    specs, skipped = prepare_job(
+        catalog,
+        "j",
+        sources=[Source("vol", "disk:vol", kind="volume", quiet=0.1)],
+        pool=Pool("p"),
+        level="full",
+        library=library,
+    )
+    outcome = record_results(catalog, "j", Pool("p"), [run_serverless_slave(specs[0])], skipped)
+    assert outcome.state == "complete"
+    return catalog, specs[0].session_id
+
+
+def test_verify_reads_a_serverless_session_whole(san: tuple, tmp_path: Path) -> None:
+    """Verify checks the image and copy-on-write members (read whole, sized as the volume),
+    and says how many files it could not check: the host never read them."""
+    vl, files = san
+    catalog, sid = _recorded(vl, tmp_path)
+    with Catalog(catalog) as cat:
+        result = verify_session(cat, f"embedded:{vl.root}", sid)
+    assert result.clean, result.problems
+    assert result.checked == result.ok == 2
+    assert result.content_unchecked >= len(files)
+
+
+def test_verify_finds_a_damaged_serverless_session(san: tuple, tmp_path: Path) -> None:
+    vl, _files = san
+    catalog, sid = _recorded(vl, tmp_path)
+    with Catalog(catalog) as cat:
+        barcode = session_media(cat, sid).column("barcode")[0].as_py()
+    data = vl.root / "cartridges" / barcode / "data"
+    blob = data.read_bytes()
+    where = blob.find(b"vol.img")  # the image member's header: its checksum no longer holds
+    assert where > 0
+    with open(data, "r+b") as fh:
+        fh.seek(where)
+        fh.write(b"VOL")
+    with Catalog(catalog) as cat:
+        result = verify_session(cat, f"embedded:{vl.root}", sid)
+    assert not result.clean and result.error is not None
+    assert sorted((p.path, p.kind) for p in result.problems) == [
+        ("vol.cow", "unreadable"),
+        ("vol.img", "unreadable"),
+    ]

@@ -1,5 +1,7 @@
 """Verify a session on tape against the catalog: read it back (from the catalog's first tape
 file, across its cartridges) and check every member's checksum, type and size against its row.
+A serverless session is read whole the same way, its image and copy-on-write members checked
+for type and size; its files have no checksum to check (`content_unchecked`).
 
 Data problems are the result (VerifyResult), never exceptions; unusable input raises typed
 errors: SessionNotFound, RowsUnavailable, NoTapeRecorded, CartridgeNotInLibrary.
@@ -20,6 +22,8 @@ from tapeflow.maintenance.mounts import Mounts
 from tapeflow.maintenance.scan import _row_path
 from tapeflow.scsi.sense import ScsiError
 from tapeflow.scsi.tape import TapeDrive
+from tapeflow.serverless import format as fmt
+from tapeflow.serverless.maps import blockmaps_dir, load_maps
 from tapeflow.tapefmt import SessionReader, TapeFormatError, goto_session
 from tapeflow.tapefmt.records import EndOfPart
 
@@ -45,6 +49,7 @@ class VerifyResult:
     checked: int = 0  # catalog rows whose member was read
     ok: int = 0
     unchecked: int = 0  # read, but the checksum algorithm is not available here
+    content_unchecked: int = 0  # files of a serverless session: the host never read them
     problems: list[MemberProblem] = field(default_factory=list)
     error: str | None = None
 
@@ -85,15 +90,19 @@ def verify_session(
     drives: Sequence[int] | None = None,
 ) -> VerifyResult:
     """Read `session_id` back from tape and check each member against its catalog row."""
-    cat.session(session_id)
+    session = cat.session(session_id)
     rows = session_files(cat, session_id)
     rows = rows.filter(pc.not_equal(rows["type"], "deleted"))
     parts = [(r["barcode"], r["tape_file"]) for r in session_media(cat, session_id).to_pylist()]
     if not parts:
         raise NoTapeRecorded(f"session {session_id} has no tape file in the catalog")
-    expected = {r["path"]: r for r in rows.to_pylist()}
-    lib = library if isinstance(library, Library) else Library(library)
     result = VerifyResult(session_id)
+    if session["kind"] == fmt.KIND:  # the volume's members; its files' rows carry no checksum
+        expected = _volume_members(cat, session_id, session["source"])
+        result.content_unchecked = rows.num_rows
+    else:
+        expected = {r["path"]: r for r in rows.to_pylist()}
+    lib = library if isinstance(library, Library) else Library(library)
     try:
         with Mounts(lib, drives) as mounts:
             first = parts[0][0]
@@ -104,6 +113,17 @@ def verify_session(
         if not isinstance(library, Library):
             lib.close()
     return result
+
+
+def _volume_members(cat: Catalog, session_id: str, source: str) -> dict[str, dict]:
+    """Rows to check a serverless session's members against (type, and the image's size): the
+    image, and the copy-on-write member that overlays it."""
+    maps, _barcode = load_maps(blockmaps_dir(cat.files_dir), session_id)
+    image, cow = fmt.member_names(source)
+    row = {"type": "file", "size": maps.image_size, "checksum": None}
+    # a freeze without change tracking (reflink, full copy) writes no copy-on-write member
+    has_cow = "cow" in maps.tapemap.column("kind").to_pylist()
+    return {image: dict(row), cow: {**row, "optional": not has_cow}}
 
 
 def _read(
@@ -154,7 +174,8 @@ def _read(
             result.problems.append(MemberProblem(path, "unreadable", detail=result.error))
         return
     for path in sorted(set(expected) - seen):
-        result.problems.append(MemberProblem(path, "missing", expected=expected[path]["type"]))
+        if not expected[path].get("optional"):
+            result.problems.append(MemberProblem(path, "missing", expected=expected[path]["type"]))
 
 
 def _compare(

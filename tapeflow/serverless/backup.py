@@ -143,7 +143,7 @@ def write_session(
     if size < info.size:  # boot sector after its last cluster
         raise ValueError(f"{source}: the disk ({size} bytes) is smaller than the volume it holds")
     runs = copy_runs(info, used, mode, size)
-    image_name = f"{source}.img"
+    image_name, cow_name = fmt.member_names(source)
     plan = CopyPlan(disk_id, tape_id, block, record_size)
     info_hdr = fmt.session_info(session_id, job_id, source, record_size, created)
     plan.add_inline(info_hdr.global_header())
@@ -173,7 +173,7 @@ def write_session(
         ]
         snap_id = unit_designator(frozen.device.dev) if xcopy else None
         plan2 = CopyPlan(snap_id, tape_id, block, record_size)
-        plan2.add_inline(fmt.sparse_member_header(f"{source}.cow", size, modified, created))
+        plan2.add_inline(fmt.sparse_member_header(cow_name, size, modified, created))
         for offset, length in modified:
             at = plan2.add_blocks(base_lba + offset // block, length // block)
             cow_runs.append(fmt.Run(offset, length, stream_start + at))

@@ -31,6 +31,11 @@ from tapeflow.tapefmt.sparse import encode_map
 KIND = "serverless"
 
 
+def member_names(source: str) -> tuple[str, str]:
+    """The image and copy-on-write members of a volume's session."""
+    return f"{source}.img", f"{source}.cow"
+
+
 @dataclass(frozen=True, slots=True)
 class Run:
     """`length` bytes of the volume at `offset` stored in the stream at `stream_offset`."""

@@ -29,6 +29,12 @@ if TYPE_CHECKING:
 
 BLOCKMAPS_DIRNAME = "blockmaps"
 
+
+def blockmaps_dir(files_dir: Path | str) -> Path:
+    """Where serverless maps live: beside the catalog's per-session file rows."""
+    return Path(files_dir).parent / BLOCKMAPS_DIRNAME
+
+
 TAPEMAP_SCHEMA = pa.schema(
     [
         pa.field("kind", pa.string(), nullable=False),  # image | cow

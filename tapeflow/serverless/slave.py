@@ -20,17 +20,12 @@ from tapeflow.scsi.sbc import BlockDevice
 from tapeflow.scsi.tape import TapeDrive
 from tapeflow.serverless.backup import RECORD_SIZE, ServerlessResult, write_session
 from tapeflow.serverless.blockfile import open_volume_file
-from tapeflow.serverless.maps import BLOCKMAPS_DIRNAME
+from tapeflow.serverless.maps import blockmaps_dir
 from tapeflow.serverless.volumes import FrozenVolume, VolumeAccess
 
 log = logging.getLogger(__name__)
 
 Tables = tuple[pa.Table, pa.Table]
-
-
-def blockmaps_dir(files_dir: Path) -> Path:
-    """Where serverless maps live: beside the catalog's per-session file rows."""
-    return Path(files_dir).parent / BLOCKMAPS_DIRNAME
 
 
 def map_volume(device: BlockDevice) -> tuple[VolumeInfo, list[tuple[int, int]], Tables]:
