@@ -13,11 +13,12 @@ test:            ## install everything the tests need (apt + venv) and run them
 
 bench:           ## every benchmark, each with its reference measured in the same run
 	scripts/system-deps.sh
-	scripts/venv.sh test,iscsi
+	scripts/venv.sh test,iscsi,server
 	.venv/bin/python -m bench
 	.venv/bin/python -m bench.writer_bench
 	.venv/bin/python -m bench.catalog_bench
-	.venv/bin/python -m bench.master_bench
+	url=$$(scripts/prefect-server.sh start) && trap 'scripts/prefect-server.sh stop' EXIT && \
+	  PREFECT_API_URL=$$url .venv/bin/python -m bench.master_bench
 	.venv/bin/python -m bench.fs_bench
 	.venv/bin/python -m bench.serverless_bench
 

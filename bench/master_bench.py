@@ -14,8 +14,9 @@
 3. Restore of one 1 MB file at the end of a 2 GB session vs a 200 MB session (time must not
    grow with the session).
 
-Runs against $PREFECT_API_URL when set (e.g. a PostgreSQL-backed `prefect server start`),
-otherwise against prefect_test_harness (a temporary SQLite server). Usage:
+Runs against $PREFECT_API_URL when set (`make bench` starts scripts/prefect-server.sh:
+PostgreSQL + Redis, services apart), otherwise against prefect_test_harness (a temporary
+SQLite server, where slot requests serialize and hand-offs take seconds). Usage:
 python -m bench.master_bench [--skip-restore]
 """
 
