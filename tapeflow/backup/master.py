@@ -43,11 +43,6 @@ class JobOutcome:
         return self.__dict__.copy()
 
 
-def catalog_files_dir(catalog_path: Path) -> Path:
-    """Where the per-session Parquet rows live (next to the DuckDB file)."""
-    return catalog_path.parent / "files"
-
-
 def _work_dir(catalog_path: Path, job_id: str) -> Path:
     return catalog_path.parent / "work" / job_id
 
@@ -124,7 +119,7 @@ def prepare_job(
                     level=plan.level if plan else "full",  # type: ignore[arg-type]
                     pool=pool,
                     library=library,
-                    files_dir=str(catalog_files_dir(catalog_path)),
+                    files_dir=str(cat.files_dir),
                     paths_file=paths_file,
                     unusable=unusable,
                     compression=compression,

@@ -53,7 +53,7 @@ from tapeflow.maintenance.progress import ProgressHook, Reporter
 from tapeflow.maintenance.scan import PROBE
 from tapeflow.scsi.sense import EndOfData, FilemarkDetected, ScsiError
 from tapeflow.scsi.tape import TapeDrive
-from tapeflow.serverless.maps import BLOCKMAPS_DIRNAME
+from tapeflow.serverless.maps import BLOCKMAPS_DIRNAME, blockmaps_dir
 from tapeflow.tapefmt import (
     BlankTape,
     SessionInfo,
@@ -214,7 +214,7 @@ def _snapshot(cat: Catalog, staging: Path) -> tuple[dict[str, int], list[str], l
             staged += 1
         else:
             missing.append(sid)
-    maps = cat.path.parent / BLOCKMAPS_DIRNAME
+    maps = blockmaps_dir(cat.files_dir)
     if maps.is_dir():
         for path in sorted(maps.iterdir()):
             if path.is_file() and not path.name.startswith("."):

@@ -16,7 +16,7 @@ from tapeflow.maintenance.leased import leased_mounts
 from tapeflow.scsi.device import ScsiDevice
 from tapeflow.scsi.sbc import BlockDevice
 from tapeflow.serverless.blockfile import ImageBlockDevice
-from tapeflow.serverless.maps import BLOCKMAPS_DIRNAME, load_maps
+from tapeflow.serverless.maps import blockmaps_dir, load_maps
 from tapeflow.serverless.restore import restore_image
 from tapeflow.serverless.volumes import DISK_PREFIX
 
@@ -44,13 +44,17 @@ class ImageRestoreResult:
 def volume_session(catalog_path: Path, source: str, at: datetime | None) -> str:
     """Id of the latest complete serverless session of `source` started at or before `at`."""
     with Catalog(catalog_path, read_only=True) as cat:
-        found = [
-            s["id"]
-            for s in cat.sessions(source=source)
-            if s["kind"] == "serverless"
-            and s["state"] == "complete"
-            and (at is None or s["started"] <= at)
-        ]
+        return _latest_volume_session(cat, source, at)
+
+
+def _latest_volume_session(cat: Catalog, source: str, at: datetime | None) -> str:
+    found = [
+        s["id"]
+        for s in cat.sessions(source=source)
+        if s["kind"] == "serverless"
+        and s["state"] == "complete"
+        and (at is None or s["started"] <= at)
+    ]
     if not found:
         raise NoVolumeBackup(f"no complete serverless backup of {source!r} as of {at or 'now'}")
     return found[-1]
@@ -69,8 +73,10 @@ def restore_volume(
     """Write the volume `source` as of `at` onto `target`: `disk:<name>` of the library, or an
     image file path (created at the volume's size; an existing file only with `overwrite`)."""
     started = time.monotonic()
-    session_id = volume_session(catalog_path, source, at)
-    maps, barcode = load_maps(Path(catalog_path).parent / BLOCKMAPS_DIRNAME, session_id)
+    with Catalog(catalog_path, read_only=True) as cat:
+        session_id = _latest_volume_session(cat, source, at)
+        maps_dir = blockmaps_dir(cat.files_dir)
+    maps, barcode = load_maps(maps_dir, session_id)
     lib = Library(library)
     manager: ScsiDevice | None = None
     if target.startswith(DISK_PREFIX):
