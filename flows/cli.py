@@ -18,12 +18,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
     """Run the master backup flow."""
     from flows.backup import backup
 
-    sources = []
-    for item in args.source:
-        name, sep, path = item.partition("=")
-        sources.append({"name": name, "path": path} if sep else item)
     outcome = backup(
-        sources=sources,
+        sources=[serve_cli.parse_source(item) for item in args.source],
         pool=args.pool,
         level=args.level,
         library=args.library,
