@@ -13,7 +13,7 @@ import pytest
 from tapeflow.backup.master import prepare_job, record_results
 from tapeflow.backup.model import Pool, SlaveSpec, Source
 from tapeflow.backup.slave import SlaveFailed
-from tapeflow.catalog import Catalog, session_media
+from tapeflow.catalog import Catalog, RowsUnavailable, session_media
 from tapeflow.library import Library
 from tapeflow.maintenance import verify_session
 from tapeflow.scsi.sbc import BlockDevice
@@ -192,3 +192,14 @@ def test_verify_finds_a_damaged_serverless_session(san: tuple, tmp_path: Path) -
         ("vol.cow", "unreadable"),
         ("vol.img", "unreadable"),
     ]
+
+
+def test_verify_without_the_block_map_says_so(san: tuple, tmp_path: Path) -> None:
+    """A serverless session whose block map is gone: a typed error naming it, not a crash."""
+    vl, _files = san
+    catalog, sid = _recorded(vl, tmp_path)
+    with Catalog(catalog) as cat:
+        (blockmaps_dir(cat.files_dir) / f"{sid}.tapemap.parquet").unlink()
+        with pytest.raises(RowsUnavailable) as err:
+            verify_session(cat, f"embedded:{vl.root}", sid)
+    assert err.value.sessions == {sid: "missing"}

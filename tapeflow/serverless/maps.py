@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from tapeflow.catalog.errors import RowsUnavailable
 from tapeflow.catalog.schema import FILE_SCHEMA
 from tapeflow.fs.model import EXTENT_SCHEMA, VOLUME_FILE_SCHEMA, VolumeInfo
 
@@ -140,11 +141,12 @@ def build_maps(result: ServerlessResult, entries: tuple[pa.Table, pa.Table]) -> 
 
 
 def load_maps(directory: Path, session_id: str) -> tuple[MapTables, str]:
-    """Read a session's tables back; returns them and the cartridge's barcode."""
-    tables = {
-        name: pq.read_table(directory / f"{session_id}.{name}.parquet")
-        for name in ("volfiles", "extents", "tapemap")
-    }
+    """Read a session's tables back; returns them and the cartridge's barcode. A missing
+    table raises RowsUnavailable (the session's block map is gone: rebuild it from tape)."""
+    paths = {n: directory / f"{session_id}.{n}.parquet" for n in ("volfiles", "extents", "tapemap")}
+    if not all(path.is_file() for path in paths.values()):
+        raise RowsUnavailable({session_id: "missing"})
+    tables = {name: pq.read_table(path) for name, path in paths.items()}
     meta = {k.decode(): v.decode() for k, v in (tables["tapemap"].schema.metadata or {}).items()}
     geometry = VolumeInfo(**json.loads(meta["volume"]))
     maps = MapTables(
