@@ -74,7 +74,11 @@ start() {
   redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
     --daemonize yes --pidfile "$state/redis.pid" --logfile "$state/redis.log"
   server_env
-  "$prefect" server database upgrade -y >"$state/migrate.log" 2>&1
+  if ! "$prefect" server database upgrade -y >"$state/migrate.log" 2>&1; then
+    echo "migrating the Prefect database failed; see $state/migrate.log" >&2
+    stop
+    return 1
+  fi
   setsid "$prefect" server start --host 127.0.0.1 --port "$port" --no-services \
     >"$state/api.log" 2>&1 < /dev/null & echo $! >"$state/api.pid"
   setsid "$prefect" server services start >"$state/services.log" 2>&1 < /dev/null &
