@@ -1,5 +1,7 @@
 """Prefect flows: thin layers of parameters, mapping, hooks and artifacts over the core."""
 
+from flows.heartbeats import unjoined_heartbeats
 from flows.ssl_context import share_ssl_context
 
 share_ssl_context()
+unjoined_heartbeats()

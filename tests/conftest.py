@@ -89,16 +89,12 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch) -> Iter
 
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[None]:
-    """One real Prefect server (temporary SQLite database) for every flow test. Flow-run
-    heartbeats are off: Prefect 3.9 joins its heartbeat thread at the end of every flow run,
-    which waits out its 1 s sleep (about a second per flow run), and no test relies on them."""
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    """One real Prefect server (temporary SQLite database) for every flow test, with
+    Prefect's default flow-run heartbeats, as in production (flows/heartbeats.py keeps them
+    from holding up the end of each run)."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with (
-        prefect_test_harness(server_startup_timeout=120),
-        temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
-    ):
+    with prefect_test_harness(server_startup_timeout=120):
         yield
 
 
