@@ -86,6 +86,7 @@ class Library:
     def __init__(self, spec: LibrarySpec | str) -> None:
         self.spec = LibrarySpec.parse(spec) if isinstance(spec, str) else spec
         self._changer: MediumChanger | None = None
+        self._drive_count: int | None = None
         self._lock = threading.RLock()
         self.state_dir = self.spec.state_dir()
 
@@ -169,8 +170,12 @@ class Library:
 
     @property
     def drive_count(self) -> int:
-        """Number of drives in the changer."""
-        return len(self.changer.elements(ElementType.DRIVE))
+        """Number of drives in the changer, asked once per handle: a library's drives are its
+        hardware, and every drive handle opened checks its number against this."""
+        with self._lock:
+            if self._drive_count is None:
+                self._drive_count = len(self.changer.elements(ElementType.DRIVE))
+            return self._drive_count
 
     def find(self, barcode: str) -> Element:
         """The element holding `barcode` (drive, slot or mail slot)."""
@@ -215,6 +220,12 @@ class Library:
         slot = numbers.get(address) if address is not None else None
         if slot is not None and slot not in part.slots:
             raise NotInPartition(f"slot {slot} is not in virtual library {part.name!r}")
+
+    @staticmethod
+    def _transport(els: dict[ElementType, list[Element]]) -> int | None:
+        """The robot to move with, from an inventory just read (None: let the changer ask)."""
+        robots = els[ElementType.TRANSPORT]
+        return robots[0].address if robots else None
 
     def _free_slots(self, els: dict[ElementType, list[Element]]) -> list[Element]:
         """Empty storage slots a cartridge may go to: the vlib's own; for the physical library
@@ -275,7 +286,7 @@ class Library:
                 if not source.full:
                     raise SlotEmpty(f"slot {slot} is empty")
             self._check_partition(els, address=source.address)
-            self.changer.move(source.address, target.address)
+            self.changer.move(source.address, target.address, self._transport(els))
             loaded = source.barcode or ""
         if not wait:
             return loaded
@@ -306,7 +317,7 @@ class Library:
                 handle.unload()
             finally:
                 handle.close()
-            self.changer.move(source.address, dest.address)
+            self.changer.move(source.address, dest.address, self._transport(els))
             return source.barcode or ""
 
     def clear(self, drive: int) -> str | None:
@@ -314,8 +325,9 @@ class Library:
 
         Call it only while holding the drive's lease.
         """
-        with self._moving():
-            target = self._drive(self._elements(), drive)
+        with self._moving():  # the drives' status alone: one request, not the whole library
+            drives = self.changer.elements(ElementType.DRIVE)
+            target = self._drive({ElementType.DRIVE: drives}, drive)
         return self.unload(drive) if target.full else None
 
     def _home_slot(self, els: dict[ElementType, list[Element]], drive: Element) -> Element:
@@ -346,7 +358,7 @@ class Library:
             else:
                 dest = self._slot(els, slot)
                 self._check_partition(els, address=dest.address)
-            self.changer.move(source.address, dest.address)
+            self.changer.move(source.address, dest.address, self._transport(els))
             return source.barcode or ""
 
     def export_media(self, barcode: str) -> int:
@@ -363,7 +375,7 @@ class Library:
             free = [i for i, e in enumerate(mails) if not e.full]
             if not free:
                 raise NoFreeSlot("every mail slot is full: empty one first")
-            self.changer.move(source.address, mails[free[0]].address)
+            self.changer.move(source.address, mails[free[0]].address, self._transport(els))
             return free[0] + 1
 
     # --- drives ------------------------------------------------------------------------------
