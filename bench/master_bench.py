@@ -8,9 +8,10 @@
 2. Scaling: wall time of a 16-slave job on 1, 2 and 4 drives (target: 4 drives >= 3.5x
    faster), the whole flow run included: for that same ~1 s-slave job, where Prefect's fixed
    cost per job (about 1 s) and per slave (about 0.15 s) weigh, and for slaves of ~4 s of
-   tape work, closer to real jobs whose slaves write for minutes. A one-slave job runs
-   first, so the one-time costs of the process (imports, Prefect's client services) are
-   charged to no measured job.
+   tape work, closer to real jobs whose slaves write for minutes. A 4-slave job on 4 drives
+   runs first, so the one-time costs of the process (imports, Prefect's client services, the
+   first concurrent slaves' threads and clients) are charged to no measured job; the 16-slave
+   job on 4 drives then runs JOBS times, each printed, and their medians are the result.
 3. Restore of one 1 MB file at the end of a 2 GB session vs a 200 MB session (time must not
    grow with the session).
 
@@ -35,6 +36,8 @@ MB = 1_000_000
 SPEED = 8 * MB  # bytes/s per drive
 SLAVE_BYTES = 8 * MB  # ~1 s of tape work per slave
 LONG_SLAVE_BYTES = 32 * MB  # ~4 s
+RESTORES = 5  # restores of the 1 MB file per session size; the median is reported
+JOBS = 3  # runs of the 4-drive job: one job's median gap swings by tens of ms on a shared host
 
 
 def make_sources(root: Path, count: int, size: int) -> list[dict[str, str]]:
@@ -98,7 +101,7 @@ def server() -> Iterator[str]:
 
 
 def restore_time(work: Path, session_mb: int) -> float:
-    """Seconds to restore a 1 MB file written last in a session of `session_mb` MB."""
+    """Median seconds to restore a 1 MB file written last in a session of `session_mb` MB."""
     from tapeflow.backup.master import prepare_job, record_results
     from tapeflow.backup.model import Pool, Source
     from tapeflow.backup.slave import run_slave
@@ -133,11 +136,14 @@ def restore_time(work: Path, session_mb: int) -> float:
     record_results(catalog, "bench", Pool(), [run_slave(s) for s in specs], skipped)
     (src / "a-filler.bin").unlink()
     work_items = plan_restore(catalog, "src", ["z-last.bin"])
-    start = time.perf_counter()
-    result = restore_cartridge(library, work_items[0], base / "out")
-    took = time.perf_counter() - start
-    assert result.restored == 1 and (base / "out" / "z-last.bin").stat().st_size == 1024 * 1024
-    return took
+    times = []
+    for attempt in range(RESTORES):  # a single ~15 ms restore swings with the host's writeback
+        out = base / f"out{attempt}"
+        start = time.perf_counter()
+        result = restore_cartridge(library, work_items[0], out)
+        times.append(time.perf_counter() - start)
+        assert result.restored == 1 and (out / "z-last.bin").stat().st_size == 1024 * 1024
+    return statistics.median(times)
 
 
 def main() -> None:
@@ -150,20 +156,25 @@ def main() -> None:
         os.environ["TAPEFLOW_HOME"] = str(work / "home")
         with server() as where:
             sixteen = make_sources(work / "u", 16, SLAVE_BYTES)
-            run_job(work, 1, sixteen[:1])  # warm-up: the process's one-time costs on no run
-            wall, timeline = run_job(work, 4, sixteen)
-            util, gap, worst = utilization(timeline, 4)
+            run_job(work, 4, sixteen[:4])  # warm-up: the process's one-time costs on no run
             print(f"\nmaster job, 16 slaves x ~1 s on 4 drives ({where})")
-            print(f"{'wall s':>8} {'utilization':>12} {'median gap ms':>14} {'max gap ms':>11}")
+            print(f"{'job':>8} {'wall s':>8} {'utilization':>12} {'median gap ms':>14}")
+            jobs = []
+            for n in range(1, JOBS + 1):
+                wall, timeline = run_job(work, 4, sixteen)
+                jobs.append((wall, *utilization(timeline, 4)))
+                print(f"{n:>8} {wall:>8.2f} {jobs[-1][1]:>12.2f} {jobs[-1][2]:>14.0f}")
+            wall, util, gap = (statistics.median(job[i] for job in jobs) for i in range(3))
+            worst = max(job[3] for job in jobs)
             print(
-                f"{wall:>8.2f} {util:>12.2f} {gap:>14.0f} {worst:>11.0f}   "
-                "(targets: >= 0.90, <= 100 ms)"
+                f"{'median':>8} {wall:>8.2f} {util:>12.2f} {gap:>14.0f}   "
+                f"(targets: >= 0.90, <= 100 ms; max gap {worst:.0f} ms)"
             )
             runs = {d: run_job(work, d, sixteen) for d in (1, 2)}
             _, alone, worst_alone = utilization(runs[1][1], 1)
             print(
-                f"{'':>8} {'':>12} {alone:>14.0f} {worst_alone:>11.0f}   "
-                "(the same job on 1 drive: one hand-off at a time)"
+                f"{'1 drive':>8} {runs[1][0]:>8.2f} {'':>12} {alone:>14.0f}   "
+                f"(one hand-off at a time; max gap {worst_alone:.0f} ms)"
             )
             walls = {d: w for d, (w, _) in runs.items()} | {4: wall}
             longer = make_sources(work / "l", 16, LONG_SLAVE_BYTES)
