@@ -77,6 +77,7 @@ def _async_methods() -> None:
 async def _resent_async(
     client: Any, send: Callable[[], Awaitable[httpx.Response]]
 ) -> httpx.Response:
+    """The response; a write refused for a CSRF token this process skipped goes once more."""
     try:
         response = await send()
     except httpx.HTTPStatusError as exc:
@@ -84,6 +85,17 @@ async def _resent_async(
             raise
         return await send()
     return await send() if _refused_for_csrf(client, response) else response
+
+
+def _resent_sync(client: Any, send: Callable[[], httpx.Response]) -> httpx.Response:
+    """The response; a write refused for a CSRF token this process skipped goes once more."""
+    try:
+        response = send()
+    except httpx.HTTPStatusError as exc:
+        if not _refused_for_csrf(client, exc.response):
+            raise
+        return send()
+    return send() if _refused_for_csrf(client, response) else response
 
 
 def _sync_methods() -> None:
@@ -100,15 +112,7 @@ def _sync_methods() -> None:
     def send_once_more(
         self: PrefectHttpxSyncClient, request: httpx.Request, *args: Any, **kwargs: Any
     ) -> httpx.Response:
-        try:
-            response = send(self, request, *args, **kwargs)
-        except httpx.HTTPStatusError as exc:
-            if not _refused_for_csrf(self, exc.response):
-                raise
-            return send(self, request, *args, **kwargs)
-        if _refused_for_csrf(self, response):
-            return send(self, request, *args, **kwargs)
-        return response
+        return _resent_sync(self, lambda: send(self, request, *args, **kwargs))
 
     setattr(add_csrf_headers, _MARK, True)
     PrefectHttpxSyncClient._add_csrf_headers = add_csrf_headers  # type: ignore[method-assign]
