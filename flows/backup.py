@@ -9,7 +9,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
@@ -23,19 +26,23 @@ from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import resolve
-from flows.reports import publish_job_report
+from flows.artifacts import publish
+from flows.reports import job_report_artifacts
 from flows.rotation import rotated
 from tapeflow.backup.master import (
     JobOutcome,
-    finish_job,
+    abandon_job,
+    close_job,
     largest_first,
     prepare_job,
+    record_in,
     record_slaves,
 )
-from tapeflow.backup.model import Level, SlaveResult, SlaveSpec
+from tapeflow.backup.model import Level, Pool, SlaveResult, SlaveSpec
 from tapeflow.backup.operations import run_operation
 from tapeflow.backup.slave import SlaveFailed
 from tapeflow.catalog import Catalog
+from tapeflow.library import LibrarySpec
 from tasks import alerts
 from tasks.backup import backup_slave
 from tasks.drives import sync_drive_limit
@@ -53,13 +60,24 @@ def slave_name(job_id: str, subjob: int) -> str:
     return f"MULTI STREAM [JOB {job_id}] SUBJOB {subjob}"
 
 
+@dataclass
+class Dispatched:
+    """What run_slaves leaves to the job's end: every result, the last slaves' results not
+    yet in the catalog (recorded with the job's end, in the same opening), the progress
+    artifact to set to 100%."""
+
+    results: list[SlaveResult]
+    unrecorded: list[SlaveResult]
+    progress: UUID | None
+
+
 def run_slaves(
     specs: list[SlaveSpec],
     streams: int,
     tag: str,
     job_id: str,
     record: Callable[[list[SlaveResult]], None],
-) -> list[SlaveResult]:
+) -> Dispatched:
     """Keep at most `streams` slaves submitted; each completion submits the next at once.
 
     Submitting no more than there are drives means a slave never queues on the tag limit,
@@ -76,7 +94,6 @@ def run_slaves(
     lock = threading.RLock()  # re-entered when a future is already done as it is registered
     flow_context = contextvars.copy_context()  # submitting needs the flow run's context
     results: list[SlaveResult] = []
-    progress = create_progress_artifact(0.0, description=f"job {job_id}: slaves finished")
 
     def fill() -> None:
         with lock:
@@ -99,20 +116,27 @@ def run_slaves(
             except BaseException as exc:  # handed to the master's thread, which raises it
                 error = exc
             handed_off = len(running) > before
-        done.put(_Finished(future, spec, error, time.monotonic() if handed_off else None))
+            last_round = not waiting and bool(running)
+        now = time.monotonic()
+        done.put(_Finished(future, spec, error, now if handed_off else None, last_round))
 
+    if not specs:  # a re-run of a job whose sessions are all complete
+        return Dispatched([], [], None)
     fill()
-    while len(results) < len(specs):
+    progress = create_progress_artifact(0.0, description=f"job {job_id}: slaves finished")
+    while True:
         batch = _settled(done)
         finished_now = [_result(item, log) for item in batch]
         results += finished_now
+        for item in batch:
+            if item.error is not None:
+                record(finished_now)
+                raise item.error
+        if len(results) == len(specs):
+            return Dispatched(results, finished_now, progress)
         record(finished_now)
         if progress is not None:
             update_progress_artifact(progress, 100.0 * len(results) / len(specs))
-        for item in batch:
-            if item.error is not None:
-                raise item.error
-    return results
 
 
 HANDOFF_GRACE = 0.25
@@ -120,16 +144,21 @@ HANDOFF_GRACE = 0.25
 drive: drive time is what a backup window is short of, and a session recorded a quarter of a
 second later loses nothing (the session is on tape; a re-run would rewrite an unrecorded one)."""
 MAX_DEFER = 1.0
-"""Seconds at most between a slave ending and its recording, however many hand-offs follow."""
+"""Seconds at most between a slave ending and its recording, however many hand-offs follow
+(or however long the job's other last slaves run)."""
 
 
 def _settled(done: queue.Queue[_Finished]) -> list[_Finished]:
     """The slaves that ended, taken once the hand-offs they started have had HANDOFF_GRACE
-    (never more than MAX_DEFER after the first), so the master's work does not slow them."""
+    and, in the job's last round, once the other running slaves have ended too (recorded
+    together with the job's end, not one by one while the last ones still unload), never
+    more than MAX_DEFER after the first."""
     batch = [done.get()]
     latest = time.monotonic() + MAX_DEFER
     while True:
         due = max((i.handed_off + HANDOFF_GRACE for i in batch if i.handed_off), default=0.0)
+        if batch[-1].last_round:
+            due = latest
         wait = min(due, latest) - time.monotonic()
         if wait <= 0:
             break
@@ -142,12 +171,14 @@ def _settled(done: queue.Queue[_Finished]) -> list[_Finished]:
 
 @dataclass
 class _Finished:
-    """A slave that ended, and when its drive-tag slot was handed to the next (if it was)."""
+    """A slave that ended, when its drive-tag slot was handed to the next (if it was), and
+    whether it ended in the job's last round (nothing left to submit, others still running)."""
 
     future: PrefectFuture[Any]
     spec: SlaveSpec
     error: BaseException | None  # from submitting the next slave
     handed_off: float | None
+    last_round: bool = False
 
 
 def _result(item: _Finished, log: Any) -> SlaveResult:
@@ -184,6 +215,27 @@ def summary_rows(results: list[SlaveResult]) -> list[dict[str, Any]]:
         }
         for r in sorted(results, key=lambda r: r.subjob)
     ]
+
+
+def _online_drives(
+    drive_limit: PrefectFuture[int],
+    library: LibrarySpec,
+    catalog_path: Path,
+    job_id: str,
+    pool: Pool,
+    specs: list[SlaveSpec],
+    skipped: list[str],
+) -> int:
+    """The drive count the tag limit was set to; a job that cannot start a slave (no online
+    drive, or the limit could not be set) ends failed with its planned sessions."""
+    try:
+        drives = drive_limit.result()
+        if drives == 0:
+            raise JobFailed(f"library {library} has no online drive")
+    except Exception as exc:
+        abandon_job(catalog_path, job_id, pool, specs, skipped, f"{type(exc).__name__}: {exc}")
+        raise
+    return drives
 
 
 def mark_partial(flow: Any, flow_run: Any, state: State) -> None:
@@ -229,10 +281,7 @@ def backup(
     for op in pre or []:
         log.info("pre: %s", op)
         run_operation(op)
-    drives = sync_drive_limit(str(spec), tag)
-    if drives == 0:
-        raise JobFailed(f"library {spec} has no online drive")
-    streams = drives if multistream else 1
+    drive_limit = sync_drive_limit.submit(str(spec), tag)  # while the job is planned
     specs, skipped = prepare_job(
         catalog_path,
         job_id,
@@ -249,6 +298,8 @@ def backup(
             "compression": compression,
         },
     )
+    drives = _online_drives(drive_limit, spec, catalog_path, job_id, media_pool, specs, skipped)
+    streams = drives if multistream else 1
     log.info(
         "job %s: %d slave(s) on %d stream(s) (tag %s = %d drives); %s already done",
         job_id,
@@ -258,15 +309,16 @@ def backup(
         drives,
         skipped or "none",
     )
-    results = run_slaves(
-        specs,
-        streams,
-        tag,
-        job_id,
-        record=lambda done: record_slaves(catalog_path, job_id, media_pool, done),
-    )
+
+    def record(done: list[SlaveResult]) -> None:
+        record_slaves(catalog_path, job_id, media_pool, done)
+
+    dispatched = run_slaves(specs, streams, tag, job_id, record)
+    results, unrecorded = dispatched.results, dispatched.unrecorded
     problems: list[str] = []
-    if verify:
+    if verify:  # reads the sessions' rows from the catalog
+        record(unrecorded)
+        unrecorded = []
         checks = [
             verify_task.with_options(tags=[tag]).submit(str(catalog_path), str(spec), r.session_id)
             for r in results
@@ -275,15 +327,20 @@ def backup(
         for check in checks:
             found = check.result()
             problems += [f"verify {found['session_id']}: {p}" for p in found["problems"]]
-    outcome: JobOutcome = finish_job(catalog_path, job_id, results, skipped, problems)
+    with Catalog(catalog_path) as cat:  # one opening: the last slaves, the job's end, its report
+        record_in(cat, job_id, media_pool, unrecorded)
+        outcome: JobOutcome = close_job(cat, job_id, results, skipped, problems)
+        report = job_report_artifacts(cat, job_id)
     rows = summary_rows(results)
-    create_table_artifact(
+    summary = partial(
+        create_table_artifact,
         rows,
         key="backup-summary",
         description=f"job {job_id}: {outcome.state}, {outcome.files} files, "
         f"{outcome.bytes / 1e6:.1f} MB",
     )
-    publish_job_report(catalog_path, job_id)
+    all_done = [partial(update_progress_artifact, dispatched.progress, 100.0)]
+    publish(summary, *report, *(all_done if dispatched.progress is not None else []))
     for op in post or []:
         log.info("post: %s", op)
         run_operation(op, outcome.to_dict())

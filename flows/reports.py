@@ -3,6 +3,8 @@ and the `media-report` flow (media status per pool, pools, sessions per pool).""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,21 +17,24 @@ from tapeflow.catalog import Catalog, CatalogError
 from tapeflow.library import Library
 
 
-def publish_job_report(catalog_path: Path, job_id: str) -> dict[str, Any]:
-    """The job report as a markdown artifact (`job-report`: summary, sessions, errors) and a
-    table artifact (`job-sessions`); returns the job's report row."""
-    with Catalog(catalog_path) as cat:
-        job = reports.job_report(cat, job_id=job_id)[0]
-        sessions = reports.job_sessions(cat, job_id)
+def job_report_artifacts(cat: Catalog, job_id: str) -> list[Callable[[], object]]:
+    """The job report, read from an open catalog, as two artifact calls for `publish`: a
+    markdown artifact (`job-report`: summary, sessions, errors) and a table (`job-sessions`)."""
+    job = reports.job_report(cat, job_id=job_id)[0]
+    sessions = reports.job_sessions(cat, job_id)
     summary = (
         f"job {job_id}: {job['state']}, {job['complete']}/{job['sessions']} sessions, "
         f"{job['bytes'] / 1e6:.1f} MB at {job['mb_per_s']:.1f} MB/s"
     )
-    create_markdown_artifact(
-        reports.job_markdown(job, sessions), key="job-report", description=summary
-    )
-    create_table_artifact(sessions, key="job-sessions", description=summary)
-    return job
+    return [
+        partial(
+            create_markdown_artifact,
+            reports.job_markdown(job, sessions),
+            key="job-report",
+            description=summary,
+        ),
+        partial(create_table_artifact, sessions, key="job-sessions", description=summary),
+    ]
 
 
 def _existing(catalog: str | None) -> Path:

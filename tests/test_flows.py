@@ -187,6 +187,49 @@ def test_offline_drive_lowers_the_limit(env: dict[str, Any]) -> None:
     assert all(row["drive"] != 2 for row in _summary(state))
 
 
+def test_no_online_drive_fails_the_job_with_no_session_left_running(
+    env: dict[str, Any],
+) -> None:
+    """The drive limit is set while the job is planned; with no drive to start a slave on,
+    the planned sessions and the job end failed, and the error says why."""
+    from flows.backup import JobFailed, backup
+
+    make_library(env, drives=1)
+    with Library(env["library"]) as lib:
+        lib.set_online(0, False)
+    state = backup(
+        sources=make_sources(env, 2, files=5),
+        library=env["library"],
+        catalog=env["catalog"],
+        return_state=True,
+    )
+    assert state.is_failed()
+    with pytest.raises(JobFailed, match="no online drive"):
+        state.result()
+    assert slave_runs(str(state.state_details.flow_run_id)) == []
+    with Catalog(env["catalog"], read_only=True) as cat:
+        job = cat.job(str(state.state_details.flow_run_id))
+        sessions = cat.sessions(job_id=job["id"])
+    assert job["state"] == "failed"
+    assert [s["state"] for s in sessions] == ["failed", "failed"]
+
+
+def test_a_job_with_nothing_left_to_do_dispatches_nothing() -> None:
+    """A re-run of a master whose sessions are all complete: no slave, nothing to record."""
+    from prefect import flow
+
+    from flows.backup import run_slaves
+
+    recorded: list[Any] = []
+
+    @flow
+    def nothing_left() -> Any:
+        return run_slaves([], 4, "tape-drive:none", "job", recorded.append)
+
+    dispatched = nothing_left()
+    assert (dispatched.results, dispatched.unrecorded, recorded) == ([], [], [])
+
+
 def _summary(state: Any) -> list[dict[str, Any]]:
     async def read() -> list[dict[str, Any]]:
         async with get_client() as client:

@@ -13,8 +13,8 @@ import flows.backup as backup
 from flows.backup import _Finished, _settled
 
 
-def finished(handed_off: float | None) -> _Finished:
-    return _Finished(future=None, spec=None, error=None, handed_off=handed_off)  # type: ignore[arg-type]
+def finished(handed_off: float | None, last_round: bool = False) -> _Finished:
+    return _Finished(None, None, None, handed_off, last_round)  # type: ignore[arg-type]
 
 
 def put_later(done: queue.Queue[Any], item: _Finished, after: float) -> threading.Thread:
@@ -70,3 +70,27 @@ def test_hand_offs_in_a_row_never_defer_past_the_limit(short: None) -> None:
     took = time.monotonic() - start
     assert backup.MAX_DEFER <= took < backup.MAX_DEFER + 0.5
     assert len(batch) > 1
+
+
+def test_the_last_round_is_taken_in_one_batch_when_its_last_slave_ends(short: None) -> None:
+    """Nothing left to submit: a slave that ends while others still run waits for them, so
+    the job's last slaves are recorded together (with the job's end), not one by one."""
+    done: queue.Queue[_Finished] = queue.Queue()
+    start = time.monotonic()
+    first, second, last = finished(None, True), finished(None, True), finished(None, False)
+    done.put(first)
+    threads = [put_later(done, second, 0.05), put_later(done, last, 0.15)]
+    assert _settled(done) == [first, second, last]
+    assert time.monotonic() - start < backup.MAX_DEFER  # taken as the last one ended
+    for thread in threads:
+        thread.join()
+
+
+def test_a_long_last_slave_does_not_hold_the_others_past_the_limit(short: None) -> None:
+    done: queue.Queue[_Finished] = queue.Queue()
+    start = time.monotonic()
+    done.put(first := finished(None, True))
+    longer = put_later(done, finished(None, False), backup.MAX_DEFER + 0.4)
+    assert _settled(done) == [first]
+    assert backup.MAX_DEFER <= time.monotonic() - start < backup.MAX_DEFER + 0.3
+    longer.join()

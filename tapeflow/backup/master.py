@@ -69,7 +69,7 @@ def prepare_job(
     work.mkdir(parents=True, exist_ok=True)
     specs: list[SlaveSpec] = []
     skipped: list[str] = []
-    with Catalog(catalog_path) as cat:
+    with Catalog(catalog_path) as cat, cat.transaction():  # one commit, not one per session
         cat.set_pool(pool.name, pool.retention_days, append=pool.append)
         try:
             cat.job(job_id)
@@ -175,8 +175,13 @@ def record_slave(catalog_path: Path, job_id: str, pool: Pool, r: SlaveResult) ->
 def record_slaves(catalog_path: Path, job_id: str, pool: Pool, results: list[SlaveResult]) -> None:
     """Record finished slaves in one opening of the catalog, each in its own transaction."""
     with Catalog(catalog_path) as cat:
-        for r in results:
-            _record(cat, job_id, pool, r)
+        record_in(cat, job_id, pool, results)
+
+
+def record_in(cat: Catalog, job_id: str, pool: Pool, results: list[SlaveResult]) -> None:
+    """record_slaves on a catalog the caller holds open (to finish the job in it too)."""
+    for r in results:
+        _record(cat, job_id, pool, r)
 
 
 def _record(cat: Catalog, job_id: str, pool: Pool, r: SlaveResult) -> None:
@@ -225,6 +230,19 @@ def finish_job(
 ) -> JobOutcome:
     """The job's state from its recorded slaves (and those done by an earlier run); any
     verification problem fails the job."""
+    with Catalog(catalog_path) as cat:
+        return close_job(cat, job_id, results, skipped, problems)
+
+
+def close_job(
+    cat: Catalog,
+    job_id: str,
+    results: list[SlaveResult],
+    skipped: list[str],
+    problems: list[str] | None = None,
+) -> JobOutcome:
+    """finish_job on a catalog the caller holds open, to read the job's report in the same
+    opening (an opening costs ~25 ms: DuckDB builds its function catalog each time)."""
     errors = [f"{r.source}: {r.error}" for r in results if r.state != "complete"]
     errors += problems or []
     total = len(results) + len(skipped)
@@ -232,10 +250,9 @@ def finish_job(
     state = "complete" if complete == total else ("partial" if complete else "failed")
     if problems:
         state = "failed"
-    with Catalog(catalog_path) as cat:
-        cat.finish_job(job_id, state)
-        cat.log(f"job {state}: {complete}/{total} sessions complete", job_id=job_id)
-    work = _work_dir(catalog_path, job_id)
+    cat.finish_job(job_id, state)
+    cat.log(f"job {state}: {complete}/{total} sessions complete", job_id=job_id)
+    work = _work_dir(cat.path, job_id)
     if state == "complete" and work.exists():
         shutil.rmtree(work)  # plans of failed sessions stay for inspection until a re-run
     return JobOutcome(
@@ -257,3 +274,19 @@ def record_results(
     """Record every slave, then finish the job (for callers that run slaves themselves)."""
     record_slaves(catalog_path, job_id, pool, results)
     return finish_job(catalog_path, job_id, results, skipped)
+
+
+def abandon_job(
+    catalog_path: Path,
+    job_id: str,
+    pool: Pool,
+    specs: list[SlaveSpec],
+    skipped: list[str],
+    error: str,
+) -> JobOutcome:
+    """A planned job none of whose slaves can start (no online drive, the library or the
+    Prefect API unreachable): its sessions and the job end failed, so none stays running."""
+    failed = [
+        SlaveResult(s.session_id, s.subjob, s.source.name, "failed", error=error) for s in specs
+    ]
+    return record_results(catalog_path, job_id, pool, failed, skipped)
