@@ -271,11 +271,15 @@ def job_sessions(cat: Catalog, job_id: str) -> list[dict[str, Any]]:
     for event in cat.events(job_id=job_id):
         if event["level"] == "error" and event["session_id"]:
             errors[event["session_id"]] = event["message"]
+    tapes: dict[str, list[str]] = {}
+    for session_id, barcode in cat.execute(
+        "SELECT m.session_id, m.barcode FROM media_sessions m JOIN sessions s"
+        " ON s.id = m.session_id WHERE s.job_id = ? ORDER BY m.session_id, m.sequence",
+        [job_id],
+    ):
+        tapes.setdefault(session_id, []).append(barcode)
     rows = []
     for s in cat.sessions(job_id=job_id):
-        tapes = cat.execute(
-            "SELECT barcode FROM media_sessions WHERE session_id = ? ORDER BY sequence", [s["id"]]
-        )
         seconds = (utc(s["ended"]) - utc(s["started"])).total_seconds() if s["ended"] else None
         rows.append(
             {
@@ -287,7 +291,7 @@ def job_sessions(cat: Catalog, job_id: str) -> list[dict[str, Any]]:
                 "bytes": int(s["bytes"] or 0),
                 "seconds": round(seconds, 1) if seconds is not None else None,
                 "mb_per_s": _rate(int(s["bytes"] or 0), seconds),
-                "cartridges": " ".join(b for (b,) in tapes),
+                "cartridges": " ".join(tapes.get(s["id"], [])),
                 "error": errors.get(s["id"]),
             }
         )

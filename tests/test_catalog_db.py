@@ -20,6 +20,7 @@ from tapeflow.catalog import (
     CatalogError,
     CatalogLocked,
     CatalogVersionError,
+    NewSession,
     NotFound,
     SessionNotFound,
 )
@@ -115,6 +116,31 @@ def test_unknown_ids_raise_typed_errors(tmp_path: Path) -> None:
             cat.start_session(job, "src", level="weekly")
         with pytest.raises(SessionNotFound):
             cat.finish_session("missing", "complete")
+
+
+def test_sessions_started_together(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """start_sessions records many sessions in batched statements, in order, all or none."""
+    import tapeflow.catalog.catalog as catalog_module
+
+    monkeypatch.setattr(catalog_module, "SESSION_BATCH", 2)
+    with Catalog(tmp_path / "c.duckdb") as cat:
+        job = cat.create_job("backup")
+        full = cat.start_session(job, "base")
+        new = [NewSession(f"s{i}") for i in range(4)]
+        new.append(NewSession("inc", level="incremental", base_session=full, session_id="s-mine"))
+        ids = cat.start_sessions(job, new, started=T0)
+        assert ids[-1] == "s-mine" and len(set(ids)) == 5
+        rows = {s["id"]: s for s in cat.sessions(job_id=job)}
+        assert [rows[i]["source"] for i in ids] == ["s0", "s1", "s2", "s3", "inc"]
+        assert {rows[i]["state"] for i in ids} == {"running"}
+        assert rows["s-mine"]["base_session"] == full and rows["s-mine"]["level"] == "incremental"
+        with pytest.raises(SessionNotFound):
+            cat.start_sessions(job, [NewSession("a"), NewSession("b", base_session="s-gone")])
+        with pytest.raises(CatalogError, match="unknown level"):
+            cat.start_sessions(job, [NewSession("a"), NewSession("b", level="weekly")])
+        with pytest.raises(NotFound):
+            cat.start_sessions("j-none", [NewSession("a")])
+        assert len(cat.sessions(job_id=job)) == 6  # the refused calls recorded nothing
 
 
 def test_transaction_rolls_back(tmp_path: Path) -> None:

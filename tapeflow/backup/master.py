@@ -21,7 +21,7 @@ import pyarrow.ipc as ipc
 from tapeflow.backup.model import Level, Pool, SlaveResult, SlaveSpec, Source
 from tapeflow.backup.pools import note_write, plan_media, record_relabel
 from tapeflow.backup.sources import SourceUnavailable, live_listing
-from tapeflow.catalog import BackupPlan, Catalog, NotFound, plan_backup
+from tapeflow.catalog import BackupPlan, Catalog, NewSession, NotFound, plan_backup
 
 
 @dataclass
@@ -81,27 +81,34 @@ def prepare_job(
         done = {s["source"] for s in cat.sessions(job_id=job_id) if s["state"] == "complete"}
         media = plan_media(cat, pool)  # append / recycle / scratch / never relabel
         unusable = tuple(media.unusable)
+        planned: list[tuple[int, Source, BackupPlan | None]] = []
         for subjob, source in enumerate(sources, start=1):
             if source.name in done:
                 skipped.append(source.name)
                 continue
-            volume = source.kind == "volume"  # serverless: always the whole image
             try:
                 plan = None
-                if not volume:
+                if source.kind != "volume":  # serverless: always the whole image
                     plan = plan_backup(cat, source.name, live_listing(source), level)
             except SourceUnavailable as exc:
                 # planned as a full: its slave meets the same error and fails alone, so the
                 # other sources are still backed up and a re-run redoes just this one
                 cat.log(f"cannot list source {source.name}: {exc}", level="error", job_id=job_id)
                 plan = None
-            session_id = cat.start_session(
-                job_id,
-                source.name,
-                kind="serverless" if volume else "file",
-                level=plan.level if plan else "full",
-                base_session=plan.base_session if plan else None,
-            )
+            planned.append((subjob, source, plan))
+        session_ids = cat.start_sessions(
+            job_id,
+            [
+                NewSession(
+                    source.name,
+                    kind="serverless" if source.kind == "volume" else "file",
+                    level=plan.level if plan else "full",
+                    base_session=plan.base_session if plan else None,
+                )
+                for _, source, plan in planned
+            ],
+        )
+        for (subjob, source, plan), session_id in zip(planned, session_ids, strict=True):
             paths_file = None
             if plan is not None and plan.level != "full":
                 paths_file = str(work / f"{session_id}.paths.arrow")

@@ -16,7 +16,7 @@ Representation of incrementals and deletions:
 
 from __future__ import annotations
 
-from .catalog import Catalog, new_id, utc
+from .catalog import Catalog, NewSession, new_id, utc
 from .errors import (
     CatalogCorrupt,
     CatalogError,
@@ -56,6 +56,7 @@ __all__ = [
     "CatalogLocked",
     "CatalogVersionError",
     "CorruptRowsWarning",
+    "NewSession",
     "NotFound",
     "PruneResult",
     "RowsFile",

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 import pyarrow as pa
@@ -52,6 +52,19 @@ _STATEMENT_ERRORS = (
     duckdb.InterruptException,
 )
 _LOCK_MARKER = "Could not set lock on file"
+
+
+SESSION_BATCH = 500  # sessions per INSERT statement in start_sessions
+
+
+class NewSession(NamedTuple):
+    """A session for start_sessions to record as running."""
+
+    source: str
+    kind: str = "file"
+    level: str = "full"
+    base_session: str | None = None
+    session_id: str | None = None  # None: a fresh one
 
 
 def utc(value: datetime | None = None) -> datetime:
@@ -432,18 +445,43 @@ class Catalog:
         started: datetime | None = None,
     ) -> str:
         """Record a running session of a job; return its id (safe as a file name)."""
-        if level not in LEVELS:
-            raise CatalogError(f"unknown level {level!r}; use one of {LEVELS}")
+        new = NewSession(source, kind, level, base_session, session_id)
+        return self.start_sessions(job_id, [new], started=started)[0]
+
+    def start_sessions(
+        self, job_id: str, sessions: Sequence[NewSession], *, started: datetime | None = None
+    ) -> list[str]:
+        """Record running sessions of a job with one statement per SESSION_BATCH (a job
+        planning hundreds of sources would otherwise pay a statement each); their ids."""
+        for new in sessions:
+            if new.level not in LEVELS:
+                raise CatalogError(f"unknown level {new.level!r}; use one of {LEVELS}")
         self.job(job_id)
-        if base_session is not None:
-            self.session(base_session)
-        session_id = rowsmod.check_session_id(session_id or new_id("s"))
-        self.execute(
-            "INSERT INTO sessions (id, job_id, source, kind, level, state, started, base_session)"
-            " VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
-            [session_id, job_id, source, kind, level, utc(started), base_session],
-        )
-        return session_id
+        bases = sorted({new.base_session for new in sessions if new.base_session is not None})
+        if bases:
+            marks = ", ".join("?" * len(bases))
+            found = {
+                r[0] for r in self.execute(f"SELECT id FROM sessions WHERE id IN ({marks})", bases)
+            }
+            for base in bases:
+                if base not in found:
+                    raise SessionNotFound(base)
+        ids = [rowsmod.check_session_id(new.session_id or new_id("s")) for new in sessions]
+        when = utc(started)
+        rows = [
+            [sid, job_id, new.source, new.kind, new.level, when, new.base_session]
+            for sid, new in zip(ids, sessions, strict=True)
+        ]
+        with self.transaction():
+            for first in range(0, len(rows), SESSION_BATCH):
+                batch = rows[first : first + SESSION_BATCH]
+                self.execute(
+                    "INSERT INTO sessions (id, job_id, source, kind, level, state, started,"
+                    " base_session) VALUES "
+                    + ", ".join(["(?, ?, ?, ?, ?, 'running', ?, ?)"] * len(batch)),
+                    [value for row in batch for value in row],
+                )
+        return ids
 
     def finish_session(
         self,
