@@ -2,10 +2,11 @@
 is taken.
 
 Prefect 3.9 starts a renewal thread for every concurrency lease it acquires, and that thread
-opens a client and renews at once, then every 3/4 of the lease (300 s for a task's tag
-slots). The first renewal extends a lease created a few milliseconds earlier: for every slave
-it is one more request on the API and one more client in the burst of a drive hand-off, where
-requests queue behind each other, and for a slave shorter than 225 s it is the only renewal.
+opens a client and renews at once, then every 3/4 of the lease (a task's tag slot is leased
+for 60 s). The first renewal extends a lease created a few milliseconds earlier: for every
+slave it is one more request on the API and one more client in the burst of a drive
+hand-off, where requests queue behind each other, and for a slave shorter than 45 s it is
+the only renewal.
 Here the thread waits the 3/4 first and then runs Prefect's own loop unchanged, so the lease
 is kept exactly as long and a renewal failure is handled as before.
 """
