@@ -20,7 +20,7 @@ from prefect.utilities.asyncutils import run_coro_as_sync
 from tapeflow.catalog import Catalog, CatalogError
 from tapeflow.library import Library
 from tapeflow.library.leases import LeaseBoard
-from tests.test_flows import lib_env, make_library, make_sources, slave_runs
+from tests.test_flows import any_running, lib_env, make_library, make_sources, slave_runs
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 REPO = Path(__file__).resolve().parent.parent
@@ -97,7 +97,7 @@ def test_cancel_master_from_the_api(
         parameters={"sources": sources, "library": env["library"], "catalog": env["catalog"]},
         timeout=0,
     )
-    wait_for("a running slave", lambda: any(r.state.is_running() for r in slave_runs(str(run.id))))
+    wait_for("a running slave", lambda: any_running(slave_runs(str(run.id))))
 
     async def cancel() -> None:
         async with get_client() as client:
@@ -107,7 +107,7 @@ def test_cancel_master_from_the_api(
     wait_for("the cancelled state", lambda: flow_state(run.id).is_cancelled())
 
     runs = slave_runs(str(run.id))
-    assert not any(r.state.is_running() for r in runs), [r.state.name for r in runs]
+    assert not any_running(runs), [r.state.name for r in runs]
     with Catalog(Path(env["catalog"]), read_only=True) as cat:
         job = cat.job(str(run.id))
         states = [s["state"] for s in cat.sessions(job_id=str(run.id))]

@@ -24,7 +24,7 @@ from tapeflow.catalog import Catalog
 from tests.realserver import RealServer, ServedDeployments
 from tests.test_cancel import wait_for
 from tests.test_deployments import serve_parser
-from tests.test_flows import lib_env, make_library, make_sources, slave_runs
+from tests.test_flows import any_running, lib_env, make_library, make_sources, slave_runs
 
 REPO = Path(__file__).resolve().parent.parent
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -274,7 +274,7 @@ def test_cancel_master_and_all_slaves(
     run = queue.run_now(BACKUP, params)
     wait_for(
         "a running slave",
-        lambda: any(r.state.is_running() for r in slave_runs(str(run.id))),
+        lambda: any_running(slave_runs(str(run.id))),
         timeout=180,
     )
     code, _, err = job(capsys, "resubmit", str(run.id))
@@ -286,7 +286,7 @@ def test_cancel_master_and_all_slaves(
     assert code == 0 and out["state"] in ("Cancelling", "Cancelled")
     assert finished(run.id).is_cancelled()
     slaves = slave_runs(str(run.id))
-    assert slaves and not any(r.state.is_running() for r in slaves)
+    assert slaves and not any_running(slaves)
     with Catalog(Path(env["catalog"]), read_only=True) as cat:
         assert cat.job(str(run.id))["state"] == "cancelled"
         assert "running" not in {s["state"] for s in cat.sessions(job_id=str(run.id))}
