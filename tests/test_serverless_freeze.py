@@ -271,8 +271,8 @@ def test_a_snapshot_nothing_can_take_means_no_backup_and_no_change(
     assert not blockmaps_dir(job.catalog.parent / "files").exists()
     with Catalog(job.catalog, read_only=True) as cat:
         assert [s["state"] for s in cat.sessions(source="vol")] == ["failed"]
-    with pytest.raises(NoVolumeBackup):
-        volume_session(job.catalog, "vol", None)
+        with pytest.raises(NoVolumeBackup):
+            volume_session(cat, "vol", None)
     with Library(job.library) as lib:
         inventory = lib.inventory()
         assert all(d.barcode is None for d in inventory.drives)

@@ -41,13 +41,8 @@ class ImageRestoreResult:
         return asdict(self)
 
 
-def volume_session(catalog_path: Path, source: str, at: datetime | None) -> str:
+def volume_session(cat: Catalog, source: str, at: datetime | None) -> str:
     """Id of the latest complete serverless session of `source` started at or before `at`."""
-    with Catalog(catalog_path, read_only=True) as cat:
-        return _latest_volume_session(cat, source, at)
-
-
-def _latest_volume_session(cat: Catalog, source: str, at: datetime | None) -> str:
     found = [
         s["id"]
         for s in cat.sessions(source=source)
@@ -74,7 +69,7 @@ def restore_volume(
     image file path (created at the volume's size; an existing file only with `overwrite`)."""
     started = time.monotonic()
     with Catalog(catalog_path, read_only=True) as cat:
-        session_id = _latest_volume_session(cat, source, at)
+        session_id = volume_session(cat, source, at)
         maps_dir = blockmaps_dir(cat.files_dir)
     maps, barcode = load_maps(maps_dir, session_id)
     lib = Library(library)
