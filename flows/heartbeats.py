@@ -18,7 +18,7 @@ from typing import Any
 
 import prefect.flow_engine as _flow_engine
 
-_MARK = "_tapeflow_unjoined"
+from flows.patching import wrap_once
 
 
 def _unjoined(send_heartbeats: Callable[..., Any]) -> Callable[..., Any]:
@@ -26,19 +26,15 @@ def _unjoined(send_heartbeats: Callable[..., Any]) -> Callable[..., Any]:
     def send_heartbeats_unjoined(engine: Any, join_on_exit: bool = True) -> Any:
         return send_heartbeats(engine, join_on_exit=False)
 
-    setattr(send_heartbeats_unjoined, _MARK, True)
     return send_heartbeats_unjoined
 
 
 def unjoined_heartbeats(module: ModuleType = _flow_engine) -> bool:
     """Make `module`'s flow runs not wait for the heartbeat thread; False if this Prefect
     has no such thread to join (nothing to change)."""
-    current = getattr(module, "_send_heartbeats", None)
-    if current is None:
-        return False
-    if getattr(current, _MARK, False):
-        return True
-    if "join_on_exit" not in inspect.signature(current).parameters:
-        return False
-    module._send_heartbeats = _unjoined(current)  # type: ignore[attr-defined]
-    return True
+    return wrap_once(
+        module,
+        "_send_heartbeats",
+        _unjoined,
+        lambda current: "join_on_exit" in inspect.signature(current).parameters,
+    )

@@ -23,7 +23,8 @@ from uuid import UUID
 
 import prefect.concurrency._leases as _leases
 
-_MARK = "_tapeflow_deferred"
+from flows.patching import wrap_once
+
 _PARAMETERS = ["lease_id", "lease_duration", "stop_event"]
 
 
@@ -36,20 +37,18 @@ def _deferred(loop: Callable[..., Any], fraction: float) -> Callable[..., Any]:
             return None  # released before its first renewal was due
         return loop(lease_id, lease_duration, stop_event)
 
-    setattr(lease_renewal_loop_deferred, _MARK, True)
     return lease_renewal_loop_deferred
 
 
 def defer_first_renewal(module: ModuleType = _leases) -> bool:
     """Make `module`'s lease renewal threads wait before their first renewal; False if this
     Prefect has no such loop (nothing to change)."""
-    current = getattr(module, "_lease_renewal_loop", None)
     fraction = getattr(module, "_RENEWAL_FRACTION", None)
-    if current is None or not isinstance(fraction, float) or not 0 < fraction < 1:
+    if not isinstance(fraction, float) or not 0 < fraction < 1:
         return False
-    if getattr(current, _MARK, False):
-        return True
-    if list(inspect.signature(current).parameters) != _PARAMETERS:
-        return False
-    module._lease_renewal_loop = _deferred(current, fraction)  # type: ignore[attr-defined]
-    return True
+    return wrap_once(
+        module,
+        "_lease_renewal_loop",
+        lambda loop: _deferred(loop, fraction),
+        lambda current: list(inspect.signature(current).parameters) == _PARAMETERS,
+    )

@@ -10,6 +10,7 @@ import prefect.flow_engine as flow_engine
 
 import flows  # noqa: F401  (installs the change)
 from flows.heartbeats import unjoined_heartbeats
+from tests.prefect_patches import assert_installed_once
 
 
 class FakeEngine:
@@ -32,11 +33,7 @@ class FakeEngine:
 
 
 def test_installed_for_this_prefect() -> None:
-    assert unjoined_heartbeats() is True
-    assert unjoined_heartbeats(flow_engine) is True  # a second call wraps nothing twice
-    wrapped = flow_engine._send_heartbeats.__wrapped__
-    assert wrapped.__module__ == "prefect.flow_engine"
-    assert not hasattr(wrapped, "_tapeflow_unjoined")  # Prefect's own, wrapped once
+    assert_installed_once(unjoined_heartbeats, flow_engine, "_send_heartbeats")
 
 
 def test_the_run_ends_while_the_thread_sleeps_and_the_thread_stops_silently() -> None:

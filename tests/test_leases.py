@@ -12,6 +12,7 @@ import prefect.concurrency._leases as leases
 
 import flows  # noqa: F401  (installs the change)
 from flows.leases import defer_first_renewal
+from tests.prefect_patches import assert_installed_once
 
 
 def fake_prefect(fraction: float = 0.75) -> tuple[types.ModuleType, list[Any]]:
@@ -30,11 +31,7 @@ def fake_prefect(fraction: float = 0.75) -> tuple[types.ModuleType, list[Any]]:
 
 
 def test_installed_for_this_prefect() -> None:
-    assert defer_first_renewal() is True
-    assert defer_first_renewal(leases) is True  # a second call wraps nothing twice
-    wrapped = leases._lease_renewal_loop.__wrapped__
-    assert wrapped.__module__ == "prefect.concurrency._leases"
-    assert not hasattr(wrapped, "_tapeflow_deferred")  # Prefect's own, wrapped once
+    assert_installed_once(defer_first_renewal, leases, "_lease_renewal_loop")
 
 
 def test_a_lease_released_early_is_never_renewed() -> None:
