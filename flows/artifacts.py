@@ -11,7 +11,7 @@ def publish(*artifacts: Callable[[], object]) -> None:
     """Run each artifact-creating call in a thread of its own, with a copy of the caller's
     run context (which names the flow or task run the artifact belongs to).
 
-    Each call is one request on a new Prefect client (~10 ms); made one after another at the
+    Each call is one request on the Prefect API (~10-20 ms); made one after another at the
     end of a job they would sit between its last slave and the flow's end. The first failure
     is raised once all have been tried.
     """
