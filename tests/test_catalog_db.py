@@ -13,6 +13,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tapeflow.catalog import (
     Catalog,
@@ -22,7 +24,9 @@ from tapeflow.catalog import (
     CatalogVersionError,
     NewSession,
     NotFound,
+    SessionEnd,
     SessionNotFound,
+    TapePiece,
 )
 from tapeflow.catalog.migrations import SCHEMA_VERSION
 
@@ -272,3 +276,72 @@ def test_directory_path_is_refused(tmp_path: Path) -> None:
     """Pointing the catalog at a directory is a clear error."""
     with pytest.raises(CatalogError, match="directory"):
         Catalog(tmp_path)
+
+
+PIECES = st.lists(
+    st.tuples(st.sampled_from(["s0", "s1", "s2"]), st.sampled_from(["A1", "A2"])),
+    max_size=8,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(before=PIECES, batch=PIECES)
+def test_tape_files_recorded_together_as_one_by_one(
+    tmp_path_factory: pytest.TempPathFactory, before: list, batch: list
+) -> None:
+    """record_tape_files with many pieces leaves the catalog as recording them one at a time
+    does: sequences per session, first cartridge, each cartridge counting a session once."""
+
+    def record(path: Path, together: bool) -> tuple:
+        with Catalog(path) as cat:
+            job = cat.create_job("backup")
+            for barcode in ("A1", "A2"):
+                cat.add_media(barcode, None)
+            for sid in ("s0", "s1", "s2"):
+                cat.start_session(job, sid, session_id=sid)
+            for n, (sid, barcode) in enumerate(before):
+                cat.record_tape_file(sid, barcode, n, bytes=n + 1, when=T0)
+            pieces = [TapePiece(sid, b, 50 + n, n * 10) for n, (sid, b) in enumerate(batch)]
+            if together:
+                sequences = cat.record_tape_files(pieces, when=T0)
+            else:
+                sequences = [cat.record_tape_file(*p[:3], bytes=p.bytes, when=T0) for p in pieces]
+            return (
+                sequences,
+                cat.execute("SELECT * FROM media_sessions ORDER BY session_id, sequence"),
+                cat.execute("SELECT id, first_barcode, first_tape_file FROM sessions ORDER BY id"),
+                cat.execute(
+                    "SELECT barcode, sessions, bytes_used, last_write, state FROM media "
+                    "ORDER BY barcode"
+                ),
+            )
+
+    work = tmp_path_factory.mktemp("pieces")
+    assert record(work / "together.duckdb", True) == record(work / "one.duckdb", False)
+
+
+def test_batched_session_records_check_every_id_first(tmp_path: Path) -> None:
+    """The batch writes of a master's record check every session and cartridge before writing
+    anything: one unknown id leaves the others untouched."""
+    with Catalog(tmp_path / "c.duckdb") as cat:
+        job = cat.create_job("backup")
+        cat.add_media("A1", None)
+        sid = cat.start_session(job, "src")
+        with pytest.raises(SessionNotFound, match="missing"):
+            cat.finish_sessions(
+                [SessionEnd(sid, "complete", 1, 2), SessionEnd("missing", "failed")]
+            )
+        with pytest.raises(SessionNotFound, match="missing"):
+            cat.record_tape_files([TapePiece(sid, "A1", 1), TapePiece("missing", "A1", 2)])
+        with pytest.raises(NotFound, match="B9"):
+            cat.record_tape_files([TapePiece(sid, "A1", 1), TapePiece(sid, "B9", 2)])
+        with pytest.raises(SessionNotFound, match="missing"):
+            cat.register_sessions_rows([sid, "missing"])
+        with pytest.raises(CatalogError, match="state"):
+            cat.finish_sessions([SessionEnd(sid, "complete"), SessionEnd(sid, "done")])
+        assert cat.session(sid)["state"] == "running"
+        assert cat.execute("SELECT count(*) FROM media_sessions") == [(0,)]
+        assert cat.medium("A1")["sessions"] == 0
+        cat.finish_sessions([SessionEnd(sid, "partial", 3, None), SessionEnd(sid, "failed")])
+        session = cat.session(sid)
+        assert (session["state"], session["files"]) == ("failed", 3)  # the later end wins

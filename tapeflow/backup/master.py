@@ -19,9 +19,17 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
 from tapeflow.backup.model import Level, Pool, SlaveResult, SlaveSpec, Source
-from tapeflow.backup.pools import note_write, plan_media, record_relabel
+from tapeflow.backup.pools import note_writes, plan_media, record_relabel
 from tapeflow.backup.sources import SourceUnavailable, live_listing
-from tapeflow.catalog import BackupPlan, Catalog, NewSession, NotFound, plan_backup
+from tapeflow.catalog import (
+    BackupPlan,
+    Catalog,
+    NewSession,
+    NotFound,
+    SessionEnd,
+    TapePiece,
+    plan_backup,
+)
 
 
 @dataclass
@@ -186,46 +194,56 @@ def record_slaves(catalog_path: Path, job_id: str, pool: Pool, results: list[Sla
 
 
 def record_in(cat: Catalog, job_id: str, pool: Pool, results: list[SlaveResult]) -> None:
-    """record_slaves on a catalog the caller holds open (to finish the job in it too)."""
+    """record_slaves on a catalog the caller holds open (to finish the job in it too): the
+    relabels, then every slave's tape files, media use and session state in one transaction,
+    a statement per table rather than a dozen per slave."""
     for r in results:
-        _record(cat, job_id, pool, r)
-
-
-def _record(cat: Catalog, job_id: str, pool: Pool, r: SlaveResult) -> None:
-    """One slave's relabels, tape files, media use and session state."""
-    for barcode in r.labelled:  # blank, expired (its old sessions dropped) or from scratch
-        record_relabel(cat, barcode, pool.name, job_id)
+        for barcode in r.labelled:  # blank, expired (its old sessions dropped) or from scratch
+            record_relabel(cat, barcode, pool.name, job_id)
+    uses = [(r, use) for r in results for use in r.tapes if use.barcode]
+    barcodes = list(dict.fromkeys(use.barcode for _, use in uses))
     with cat.transaction():
-        for use in r.tapes:
-            if not use.barcode:
-                continue
-            try:
-                cat.medium(use.barcode)
-            except NotFound:
-                cat.add_media(use.barcode, pool.name, labelled=True)
-            cat.record_tape_file(r.session_id, use.barcode, use.tape_file, bytes=use.bytes)
-            note_write(cat, use.barcode, pool.retention_days)  # expiry = write + retention
-            if use.full:
-                cat.update_media(use.barcode, state="full")
-        if r.state == "complete":
-            cat.register_session_rows(r.session_id)
-            cat.finish_session(r.session_id, "complete", files=r.files, bytes=r.bytes)
-        else:
-            state = "partial" if r.tapes else "failed"
-            cat.finish_session(r.session_id, state, files=r.files, bytes=r.bytes)
-            cat.log(
-                f"subjob {r.subjob} ({r.source}) failed: {r.error}",
-                level="error",
-                job_id=job_id,
-                session_id=r.session_id,
+        known = {
+            row[0]
+            for row in cat.execute(
+                "SELECT barcode FROM media WHERE list_contains(?, barcode)", [barcodes]
             )
-        for warning in r.warnings:  # e.g. a live (not point-in-time) volume copy
-            cat.log(
-                f"subjob {r.subjob} ({r.source}): {warning}",
-                level="warning",
-                job_id=job_id,
-                session_id=r.session_id,
-            )
+        }
+        for barcode in barcodes:
+            if barcode not in known:
+                cat.add_media(barcode, pool.name, labelled=True)
+        cat.record_tape_files(
+            [TapePiece(r.session_id, use.barcode, use.tape_file, use.bytes) for r, use in uses]
+        )
+        note_writes(cat, barcodes, pool.retention_days)  # expiry = write + retention
+        for barcode in dict.fromkeys(use.barcode for _, use in uses if use.full):
+            cat.update_media(barcode, state="full")
+        cat.register_sessions_rows([r.session_id for r in results if r.state == "complete"])
+        cat.finish_sessions(
+            [SessionEnd(r.session_id, _end_state(r), r.files, r.bytes) for r in results]
+        )
+        for r in results:
+            if r.state != "complete":
+                cat.log(
+                    f"subjob {r.subjob} ({r.source}) failed: {r.error}",
+                    level="error",
+                    job_id=job_id,
+                    session_id=r.session_id,
+                )
+            for warning in r.warnings:  # e.g. a live (not point-in-time) volume copy
+                cat.log(
+                    f"subjob {r.subjob} ({r.source}): {warning}",
+                    level="warning",
+                    job_id=job_id,
+                    session_id=r.session_id,
+                )
+
+
+def _end_state(r: SlaveResult) -> str:
+    """The session's state: complete, partial (something reached tape) or failed."""
+    if r.state == "complete":
+        return "complete"
+    return "partial" if r.tapes else "failed"
 
 
 def finish_job(

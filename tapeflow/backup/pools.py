@@ -92,15 +92,26 @@ def media_expiry(cat: Catalog, barcode: str) -> datetime | None:
 
 def note_write(cat: Catalog, barcode: str, retention_days: int) -> datetime:
     """After a write: expiry = last write + retention, never earlier than it was; returns it."""
+    expiry = note_writes(cat, [barcode], retention_days).get(barcode)
+    if expiry is None:
+        raise CatalogError(f"cartridge {barcode} has no write to count its retention from")
+    return expiry
+
+
+def note_writes(cat: Catalog, barcodes: Sequence[str], retention_days: int) -> dict[str, datetime]:
+    """note_write for many cartridges with one statement; their new expiry by barcode."""
     if retention_days < 0:
         raise InvalidPool(f"retention_days must be >= 0, not {retention_days}")
-    cat.medium(barcode)
-    (expiry,) = cat.execute(
+    if not barcodes:
+        return {}
+    cat.require_media(barcodes)
+    found = cat.execute(
         "UPDATE media SET expiry = greatest(coalesce(expiry, last_write + to_days(?)), "
-        "last_write + to_days(?)) WHERE barcode = ? AND last_write IS NOT NULL RETURNING expiry",
-        [retention_days, retention_days, barcode],
-    )[0]
-    return utc(expiry)
+        "last_write + to_days(?)) WHERE list_contains(?, barcode) AND last_write IS NOT NULL "
+        "RETURNING barcode, expiry",
+        [retention_days, retention_days, list(dict.fromkeys(barcodes))],
+    )
+    return {barcode: utc(expiry) for barcode, expiry in found}
 
 
 def plan_media(cat: Catalog, pool: Pool, now: datetime | None = None) -> MediaPlan:

@@ -16,7 +16,7 @@ Representation of incrementals and deletions:
 
 from __future__ import annotations
 
-from .catalog import Catalog, NewSession, new_id, utc
+from .catalog import Catalog, NewSession, SessionEnd, TapePiece, new_id, utc
 from .errors import (
     CatalogCorrupt,
     CatalogError,
@@ -62,7 +62,9 @@ __all__ = [
     "RowsFile",
     "RowsInvalid",
     "RowsUnavailable",
+    "SessionEnd",
     "SessionNotFound",
+    "TapePiece",
     "base_for",
     "chain_tree",
     "expiring_media",

@@ -67,6 +67,24 @@ class NewSession(NamedTuple):
     session_id: str | None = None  # None: a fresh one
 
 
+class TapePiece(NamedTuple):
+    """The next piece of a session on a cartridge, for record_tape_files."""
+
+    session_id: str
+    barcode: str
+    tape_file: int
+    bytes: int = 0
+
+
+class SessionEnd(NamedTuple):
+    """A session's end for finish_sessions; None counts keep what was recorded."""
+
+    session_id: str
+    state: str
+    files: int | None = None
+    bytes: int | None = None
+
+
 def utc(value: datetime | None = None) -> datetime:
     """A timezone-aware UTC datetime (now when None; naive values are taken as UTC)."""
     if value is None:
@@ -493,14 +511,62 @@ class Catalog:
         ended: datetime | None = None,
     ) -> None:
         """Record a session's end state (complete|partial|failed) and its counts."""
-        if state not in SESSION_STATES:
-            raise CatalogError(f"unknown session state {state!r}; use one of {SESSION_STATES}")
-        self.session(session_id)
+        self.finish_sessions([SessionEnd(session_id, state, files, bytes)], ended=ended)
+
+    def finish_sessions(self, ends: Sequence[SessionEnd], *, ended: datetime | None = None) -> None:
+        """Record sessions' ends with one statement (a master records a batch of slaves at
+        once, and each statement costs about a millisecond)."""
+        for end in ends:
+            if end.state not in SESSION_STATES:
+                raise CatalogError(
+                    f"unknown session state {end.state!r}; use one of {SESSION_STATES}"
+                )
+        if not ends:
+            return
+        latest: dict[str, SessionEnd] = {}  # one row a session, as calls one after another
+        for end in ends:
+            before = latest.get(end.session_id)
+            if before is not None:
+                end = end._replace(
+                    files=before.files if end.files is None else end.files,
+                    bytes=before.bytes if end.bytes is None else end.bytes,
+                )
+            latest[end.session_id] = end
+        self.require_sessions(list(latest))
         self.execute(
-            "UPDATE sessions SET state = ?, ended = ?, files = coalesce(?, files), "
-            "bytes = coalesce(?, bytes) WHERE id = ?",
-            [state, utc(ended), files, bytes, session_id],
+            "UPDATE sessions SET state = v.state, ended = ?, files = coalesce(v.files, "
+            "sessions.files), bytes = coalesce(v.bytes, sessions.bytes) FROM (VALUES "
+            + ", ".join(["(?, ?, ?::BIGINT, ?::BIGINT)"] * len(latest))
+            + ") AS v(id, state, files, bytes) WHERE sessions.id = v.id",
+            [utc(ended), *(value for end in latest.values() for value in end)],
         )
+
+    def require_sessions(self, session_ids: Sequence[str]) -> None:
+        """SessionNotFound for the first of these sessions the catalog does not hold."""
+        self._require("sessions", "id", session_ids, SessionNotFound)
+
+    def require_media(self, barcodes: Sequence[str]) -> None:
+        """NotFound for the first of these cartridges the catalog does not hold."""
+
+        def missing(barcode: str) -> NotFound:
+            return NotFound(f"no cartridge {barcode!r} in the catalog")
+
+        self._require("media", "barcode", barcodes, missing)
+
+    def _require(
+        self, table: str, column: str, keys: Sequence[str], error: Callable[[str], Exception]
+    ) -> None:
+        """One query for the existence of many keys (table and column are ours, not input)."""
+        wanted = list(dict.fromkeys(keys))
+        found = {
+            row[0]
+            for row in self.execute(
+                f"SELECT {column} FROM {table} WHERE list_contains(?, {column})", [wanted]
+            )
+        }
+        for key in wanted:
+            if key not in found:
+                raise error(key)
 
     def mark_running_partial(self, job_id: str) -> int:
         """A cancelled/crashed job: its still-running sessions become partial; return how many."""
@@ -537,35 +603,63 @@ class Catalog:
     ) -> int:
         """Record that (the next piece of) a session is tape file N of a cartridge; update the
         cartridge's counters; return the piece's sequence number (0 = first)."""
+        return self.record_tape_files(
+            [TapePiece(session_id, barcode, tape_file, bytes)], when=when
+        )[0]
+
+    def record_tape_files(
+        self, pieces: Sequence[TapePiece], *, when: datetime | None = None
+    ) -> list[int]:
+        """record_tape_file for many pieces, in order, with one statement per table; their
+        sequence numbers. A cartridge counts a session once, however many pieces it holds."""
+        if not pieces:
+            return []
         when = utc(when)
         with self.transaction():
-            self.session(session_id)
-            self.medium(barcode)
-            (sequence,) = self.execute(
-                "SELECT coalesce(max(sequence) + 1, 0) FROM media_sessions WHERE session_id = ?",
-                [session_id],
-            )[0]
-            (already,) = self.execute(
-                "SELECT count(*) FROM media_sessions WHERE session_id = ? AND barcode = ?",
-                [session_id, barcode],
-            )[0]
-            self.execute(
-                "INSERT INTO media_sessions VALUES (?, ?, ?, ?, ?)",
-                [session_id, sequence, barcode, tape_file, bytes],
+            self.require_sessions([p.session_id for p in pieces])
+            self.require_media([p.barcode for p in pieces])
+            known = self.execute(
+                "SELECT session_id, max(sequence) + 1, list(DISTINCT barcode) FROM media_sessions "
+                "WHERE list_contains(?, session_id) GROUP BY session_id",
+                [list({p.session_id for p in pieces})],
             )
-            if sequence == 0:
+            following = {sid: int(n) for sid, n, _ in known}
+            on_media = {(sid, barcode) for sid, _, barcodes in known for barcode in barcodes}
+            rows, firsts, media = [], [], {}  # media: barcode -> [sessions added, bytes]
+            for piece in pieces:
+                sequence = following.get(piece.session_id, 0)
+                following[piece.session_id] = sequence + 1
+                rows.append([piece.session_id, sequence, piece.barcode, piece.tape_file])
+                rows[-1].append(piece.bytes)
+                if sequence == 0:
+                    firsts += [piece.session_id, piece.barcode, piece.tape_file]
+                counts = media.setdefault(piece.barcode, [0, 0])
+                if (piece.session_id, piece.barcode) not in on_media:
+                    on_media.add((piece.session_id, piece.barcode))
+                    counts[0] += 1
+                counts[1] += piece.bytes
+            self.execute(
+                "INSERT INTO media_sessions VALUES " + ", ".join(["(?, ?, ?, ?, ?)"] * len(rows)),
+                [value for row in rows for value in row],
+            )
+            if firsts:
                 self.execute(
-                    "UPDATE sessions SET first_barcode = ?, first_tape_file = ? WHERE id = ?",
-                    [barcode, tape_file, session_id],
+                    "UPDATE sessions SET first_barcode = v.barcode, first_tape_file = v.tape_file "
+                    "FROM (VALUES "
+                    + ", ".join(["(?, ?, ?::INTEGER)"] * (len(firsts) // 3))
+                    + ") AS v(id, barcode, tape_file) WHERE sessions.id = v.id",
+                    firsts,
                 )
             self.execute(
-                "UPDATE media SET sessions = sessions + ?, bytes_used = bytes_used + ?, "
-                "first_use = coalesce(first_use, ?), last_write = ?, labelled = TRUE, "
-                "state = CASE WHEN state = 'blank' THEN 'labelled' ELSE state END "
-                "WHERE barcode = ?",
-                [0 if already else 1, bytes, when, when, barcode],
+                "UPDATE media SET sessions = media.sessions + v.added, "
+                "bytes_used = media.bytes_used + v.bytes, first_use = coalesce(first_use, ?), "
+                "last_write = ?, labelled = TRUE, "
+                "state = CASE WHEN state = 'blank' THEN 'labelled' ELSE state END FROM (VALUES "
+                + ", ".join(["(?, ?::BIGINT, ?::BIGINT)"] * len(media))
+                + ") AS v(barcode, added, bytes) WHERE media.barcode = v.barcode",
+                [when, when, *(v for barcode, c in media.items() for v in (barcode, *c))],
             )
-        return int(sequence)
+        return [row[1] for row in rows]
 
     # -- events ---------------------------------------------------------------------------
 
@@ -610,14 +704,23 @@ class Catalog:
 
     def register_session_rows(self, session_id: str) -> rowsmod.RowsFile:
         """Register the Parquet file another process wrote with write_session_rows()."""
-        self.session(session_id)
-        info = rowsmod.verify_rows_file(self.rows_path(session_id), session_id)
+        return self.register_sessions_rows([session_id])[0]
+
+    def register_sessions_rows(self, session_ids: Sequence[str]) -> list[rowsmod.RowsFile]:
+        """register_session_rows for many sessions: every file is checked before one
+        statement registers them all."""
+        if not session_ids:
+            return []
+        self.require_sessions(session_ids)
+        infos = {sid: rowsmod.verify_rows_file(self.rows_path(sid), sid) for sid in session_ids}
         self.execute(
-            "UPDATE sessions SET rows_state = 'present', row_count = ?, rows_bytes = ?, "
-            "pruned_at = NULL WHERE id = ?",
-            [info.rows, info.bytes, session_id],
+            "UPDATE sessions SET rows_state = 'present', row_count = v.rows, "
+            "rows_bytes = v.bytes, pruned_at = NULL FROM (VALUES "
+            + ", ".join(["(?, ?::BIGINT, ?::BIGINT)"] * len(infos))
+            + ") AS v(id, rows, bytes) WHERE sessions.id = v.id",
+            [value for sid, info in infos.items() for value in (sid, info.rows, info.bytes)],
         )
-        return info
+        return [infos[sid] for sid in session_ids]
 
     def unavailable_rows(self, session_ids: Sequence[str]) -> dict[str, str]:
         """Of these sessions, those whose rows can't be read: {id: rows_state or 'media erased'}."""
