@@ -284,40 +284,63 @@ PIECES = st.lists(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(before=PIECES, batch=PIECES)
 def test_tape_files_recorded_together_as_one_by_one(
     tmp_path_factory: pytest.TempPathFactory, before: list, batch: list
 ) -> None:
     """record_tape_files with many pieces leaves the catalog as recording them one at a time
-    does: sequences per session, first cartridge, each cartridge counting a session once."""
+    does: sequences per session, first cartridge, each cartridge counting a session once.
+    Both ways run in one catalog, on their own sessions and cartridges (prefixed T and O)."""
 
-    def record(path: Path, together: bool) -> tuple:
-        with Catalog(path) as cat:
-            job = cat.create_job("backup")
-            for barcode in ("A1", "A2"):
-                cat.add_media(barcode, None)
-            for sid in ("s0", "s1", "s2"):
-                cat.start_session(job, sid, session_id=sid)
-            for n, (sid, barcode) in enumerate(before):
-                cat.record_tape_file(sid, barcode, n, bytes=n + 1, when=T0)
-            pieces = [TapePiece(sid, b, 50 + n, n * 10) for n, (sid, b) in enumerate(batch)]
-            if together:
-                sequences = cat.record_tape_files(pieces, when=T0)
-            else:
-                sequences = [cat.record_tape_file(*p[:3], bytes=p.bytes, when=T0) for p in pieces]
-            return (
-                sequences,
-                cat.execute("SELECT * FROM media_sessions ORDER BY session_id, sequence"),
-                cat.execute("SELECT id, first_barcode, first_tape_file FROM sessions ORDER BY id"),
-                cat.execute(
-                    "SELECT barcode, sessions, bytes_used, last_write, state FROM media "
-                    "ORDER BY barcode"
-                ),
-            )
+    def record(cat: Catalog, job: str, way: str) -> tuple:
+        for barcode in ("A1", "A2"):
+            cat.add_media(way + barcode, None)
+        for sid in ("s0", "s1", "s2"):
+            cat.start_session(job, sid, session_id=way + sid)
+        for n, (sid, barcode) in enumerate(before):
+            cat.record_tape_file(way + sid, way + barcode, n, bytes=n + 1, when=T0)
+        pieces = [TapePiece(way + sid, way + b, 50 + n, n * 10) for n, (sid, b) in enumerate(batch)]
+        if way == "T":
+            sequences = cat.record_tape_files(pieces, when=T0)
+        else:
+            sequences = [cat.record_tape_file(*p[:3], bytes=p.bytes, when=T0) for p in pieces]
+        mine = [f"{way}%"]
+        return (
+            sequences,
+            cat.execute(
+                "SELECT substr(session_id, 2), sequence, substr(barcode, 2), tape_file, bytes "
+                "FROM media_sessions WHERE session_id LIKE ? ORDER BY session_id, sequence",
+                mine,
+            ),
+            cat.execute(
+                "SELECT substr(id, 2), substr(first_barcode, 2), first_tape_file FROM sessions "
+                "WHERE id LIKE ? ORDER BY id",
+                mine,
+            ),
+            cat.execute(
+                "SELECT substr(barcode, 2), sessions, bytes_used, last_write, state FROM media "
+                "WHERE barcode LIKE ? ORDER BY barcode",
+                mine,
+            ),
+        )
 
-    work = tmp_path_factory.mktemp("pieces")
-    assert record(work / "together.duckdb", True) == record(work / "one.duckdb", False)
+    with Catalog(tmp_path_factory.mktemp("pieces") / "c.duckdb") as cat:
+        job = cat.create_job("backup")
+        together = record(cat, job, "T")
+        assert together == record(cat, job, "O")
+    pieces = [(sid, b, n, n + 1) for n, (sid, b) in enumerate(before)]
+    pieces += [(sid, b, 50 + n, n * 10) for n, (sid, b) in enumerate(batch)]
+    sequence = {sid: [n for n, p in enumerate(pieces) if p[0] == sid] for sid in ("s0", "s1", "s2")}
+    assert together[0] == [sequence[sid].index(len(before) + n) for n, (sid, _) in enumerate(batch)]
+    first = {sid: next((p for p in pieces if p[0] == sid), None) for sid in ("s0", "s1", "s2")}
+    assert together[2] == [
+        (sid, p[1], p[2]) if p else (sid, None, None) for sid, p in sorted(first.items())
+    ]
+    assert [m[:3] for m in together[3]] == [
+        (b, len({p[0] for p in pieces if p[1] == b}), sum(p[3] for p in pieces if p[1] == b))
+        for b in ("A1", "A2")
+    ]
 
 
 def test_batched_session_records_check_every_id_first(tmp_path: Path) -> None:

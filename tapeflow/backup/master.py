@@ -188,7 +188,7 @@ def record_slave(catalog_path: Path, job_id: str, pool: Pool, r: SlaveResult) ->
 
 
 def record_slaves(catalog_path: Path, job_id: str, pool: Pool, results: list[SlaveResult]) -> None:
-    """Record finished slaves in one opening of the catalog, each in its own transaction."""
+    """Record finished slaves in one opening of the catalog and one transaction."""
     with Catalog(catalog_path) as cat:
         record_in(cat, job_id, pool, results)
 

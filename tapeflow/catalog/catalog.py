@@ -629,8 +629,8 @@ class Catalog:
             for piece in pieces:
                 sequence = following.get(piece.session_id, 0)
                 following[piece.session_id] = sequence + 1
-                rows.append([piece.session_id, sequence, piece.barcode, piece.tape_file])
-                rows[-1].append(piece.bytes)
+                row = [piece.session_id, sequence, piece.barcode, piece.tape_file, piece.bytes]
+                rows.append(row)
                 if sequence == 0:
                     firsts += [piece.session_id, piece.barcode, piece.tape_file]
                 counts = media.setdefault(piece.barcode, [0, 0])
