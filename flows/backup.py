@@ -7,7 +7,7 @@ import contextvars
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -42,7 +42,8 @@ from tapeflow.backup.model import Level, Pool, SlaveResult, SlaveSpec
 from tapeflow.backup.operations import run_operation
 from tapeflow.backup.slave import SlaveFailed
 from tapeflow.catalog import Catalog
-from tapeflow.library import LibrarySpec
+from tapeflow.library import Library, LibrarySpec
+from tapeflow.library.media import unload_parked
 from tasks import alerts
 from tasks.backup import backup_slave
 from tasks.drives import sync_drive_limit
@@ -238,14 +239,31 @@ def _online_drives(
     return drives
 
 
+@contextlib.contextmanager
+def unloaded_at_end(library: LibrarySpec, job_id: str) -> Iterator[None]:
+    """On every path out of the job's slaves: unload the cartridges they kept loaded for one
+    another, from the drives no other job holds."""
+    try:
+        yield
+    finally:
+        with Library(library) as lib:
+            left = unload_parked(lib, f"job {job_id} end")
+        if left:
+            get_run_logger().info("job %s: unloaded %s", job_id, ", ".join(left))
+
+
 def mark_partial(flow: Any, flow_run: Any, state: State) -> None:
-    """On cancel or crash: the job's running sessions become partial in the catalog."""
+    """On cancel or crash: the job's running sessions become partial in the catalog, and
+    the cartridges its slaves kept loaded go back to their slots."""
     catalog = resolve.catalog(flow_run.parameters.get("catalog"))
     if catalog.exists():
         ended = "cancelled" if state.is_cancelled() or state.is_cancelling() else "failed"
         with Catalog(catalog) as cat:
             cat.mark_running_partial(str(flow_run.id))
             cat.finish_job(str(flow_run.id), ended)
+    spec, _ = resolve.library(flow_run.parameters.get("library"))
+    with Library(spec) as lib:
+        unload_parked(lib, f"job {flow_run.id} end")
 
 
 @flow(
@@ -297,6 +315,7 @@ def backup(
             "verify": verify,
             "compression": compression,
         },
+        keep_loaded=True,  # a drive's next slave of the job appends without a reload
     )
     drives = _online_drives(drive_limit, spec, catalog_path, job_id, media_pool, specs, skipped)
     streams = drives if multistream else 1
@@ -313,20 +332,23 @@ def backup(
     def record(done: list[SlaveResult]) -> None:
         record_slaves(catalog_path, job_id, media_pool, done)
 
-    dispatched = run_slaves(specs, streams, tag, job_id, record)
-    results, unrecorded = dispatched.results, dispatched.unrecorded
     problems: list[str] = []
-    if verify:  # reads the sessions' rows from the catalog
-        record(unrecorded)
-        unrecorded = []
-        checks = [
-            verify_task.with_options(tags=[tag]).submit(str(catalog_path), str(spec), r.session_id)
-            for r in results
-            if r.state == "complete"
-        ]
-        for check in checks:
-            found = check.result()
-            problems += [f"verify {found['session_id']}: {p}" for p in found["problems"]]
+    with unloaded_at_end(spec, job_id):
+        dispatched = run_slaves(specs, streams, tag, job_id, record)
+        results, unrecorded = dispatched.results, dispatched.unrecorded
+        if verify:  # reads the sessions' rows from the catalog
+            record(unrecorded)
+            unrecorded = []
+            checks = [
+                verify_task.with_options(tags=[tag]).submit(
+                    str(catalog_path), str(spec), r.session_id
+                )
+                for r in results
+                if r.state == "complete"
+            ]
+            for check in checks:
+                found = check.result()
+                problems += [f"verify {found['session_id']}: {p}" for p in found["problems"]]
     with Catalog(catalog_path) as cat:  # one opening: the last slaves, the job's end, its report
         record_in(cat, job_id, media_pool, unrecorded)
         outcome: JobOutcome = close_job(cat, job_id, results, skipped, problems)

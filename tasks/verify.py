@@ -11,6 +11,7 @@ from prefect import get_run_logger, task
 from tapeflow.catalog import Catalog, session_media
 from tapeflow.library import Library
 from tapeflow.library.leases import LeaseBoard
+from tapeflow.library.media import bring_home
 from tapeflow.maintenance import verify_session
 
 
@@ -29,6 +30,8 @@ def verify(catalog: str, library: str, session_id: str) -> dict[str, Any]:
                 held.enter_context(board.media(barcode, holder))
             drive = held.enter_context(board.drive(lib.online_drives(), holder))
             lib.clear(int(drive.key))
+            for barcode in sorted(set(barcodes)):  # kept loaded by a backup's slave: home first
+                bring_home(lib, board, barcode, holder)
             with Catalog(Path(catalog), read_only=True) as cat:
                 result = verify_session(cat, lib, session_id, drives=[int(drive.key)])
     problems = [f"{p.path}: {p.kind}" for p in result.problems]

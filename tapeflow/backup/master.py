@@ -66,11 +66,14 @@ def prepare_job(
     compression: bool = False,
     media_wait: float = 0.0,
     parameters: dict[str, Any] | None = None,
+    keep_loaded: bool = False,
 ) -> tuple[list[SlaveSpec], list[str]]:
     """Record the job, plan one session per source still to do; returns (specs, skipped).
 
     Incremental and differential slaves get the list of paths to write (an Arrow file) and
     the 'deleted' rows of vanished paths; a source without a base falls back to full.
+    keep_loaded: slaves leave their cartridge in the drive for the next one; the caller then
+    unloads the drives at the job's end (tapeflow.library.media.unload_parked).
     """
     catalog_path.parent.mkdir(parents=True, exist_ok=True)
     work = _work_dir(catalog_path, job_id)
@@ -141,6 +144,7 @@ def prepare_job(
                     media_wait=media_wait,
                     media=media,
                     expected_bytes=_planned_bytes(plan),
+                    keep_loaded=keep_loaded,
                 )
             )
         cat.log(f"job planned: {len(specs)} slave(s), {len(skipped)} already done", job_id=job_id)

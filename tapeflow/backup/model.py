@@ -202,6 +202,7 @@ class SlaveSpec:
     media_wait: float = 0.0  # seconds to wait for new media in a mail slot when none is left
     media: MediaPlan = field(default_factory=MediaPlan)  # the catalog's view of the cartridges
     expected_bytes: int | None = None  # content the plan expects to write; None: unknown
+    keep_loaded: bool = False  # leave the cartridge in the drive for the job's next slave
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (for task parameters)."""

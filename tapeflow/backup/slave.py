@@ -1,8 +1,10 @@
 """One slave job: lease a drive and a cartridge, write one source as one session, release both.
 
-Runs in any thread or process. Leases are flocks (released even on kill -9), the drive is
-unloaded and every lease released on every path, and the catalog's DuckDB file is never
-touched here: rows go to the session's own Parquet file for the master to register.
+Runs in any thread or process. Leases are flocks (released even on kill -9), every lease is
+released and the drive unloaded on every path (but a slave of a keep-loaded job that ended
+well leaves its cartridge in the drive for the next slave, which writes it without a reload;
+the master unloads at the job's end), and the catalog's DuckDB file is never touched here:
+rows go to the session's own Parquet file for the master to register.
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ import pyarrow.ipc as ipc
 from tapeflow.backup.model import KnownTape, Pool, SlaveResult, SlaveSpec, TapeUse
 from tapeflow.backup.sources import walk
 from tapeflow.catalog.rows import write_session_rows
-from tapeflow.library import Library
+from tapeflow.library import Inventory, Library
 from tapeflow.library.errors import LibraryError
 from tapeflow.library.groups import get_group
 from tapeflow.library.leases import Lease, LeaseBoard
-from tapeflow.library.media import import_new_media
+from tapeflow.library.media import bring_home, import_new_media
 from tapeflow.scsi.sense import EndOfData, FilemarkDetected, IllegalRequest, IncorrectLength
 from tapeflow.scsi.tape import TapeDrive
 from tapeflow.tapefmt import (
@@ -64,23 +66,48 @@ class SlaveFailed(Exception):
         self.result = result
 
 
-def pool_candidates(lib: Library, pool: Pool, unusable: tuple[str, ...]) -> list[str]:
+def pool_candidates(
+    lib: Library, pool: Pool, unusable: tuple[str, ...], inventory: Inventory | None = None
+) -> list[str]:
     """Barcodes in storage slots that belong to `pool` (and its library group), in slot order."""
+    fits = _pool_filter(lib, pool, unusable)
+    return [
+        slot.barcode
+        for slot in (inventory or lib.inventory()).slots
+        if slot.full and slot.barcode and fits(slot.barcode, slot.number)
+    ]
+
+
+def parked_candidates(
+    lib: Library, pool: Pool, unusable: tuple[str, ...], inventory: Inventory
+) -> dict[str, int]:
+    """Cartridges of `pool` left loaded in online drives (by an earlier slave that kept its
+    cartridge for the next one, or by a killed job), by barcode: their drive numbers. Their
+    home slot decides whether they belong to the pool's slots or library group."""
+    fits = _pool_filter(lib, pool, unusable)
+    return {
+        d.barcode: d.number
+        for d in inventory.drives
+        if d.full and d.online and d.barcode and fits(d.barcode, d.source_slot)
+    }
+
+
+def _pool_filter(
+    lib: Library, pool: Pool, unusable: tuple[str, ...]
+) -> Callable[[str, int | None], bool]:
+    """Whether a cartridge (barcode, home slot number) may be written for `pool`."""
     group = get_group(lib.state_dir, pool.group) if pool.group else None
-    chosen = []
-    for slot in lib.inventory().slots:
-        if not slot.full or not slot.barcode or slot.barcode in unusable:
-            continue
-        if group is not None and slot.number not in group:
-            continue
-        if slot.barcode.startswith("CLN"):
-            continue
-        if pool.barcodes and slot.barcode not in pool.barcodes:
-            continue
-        if pool.slots and not pool.slots[0] <= slot.number <= pool.slots[1]:
-            continue
-        chosen.append(slot.barcode)
-    return chosen
+
+    def fits(barcode: str, slot: int | None) -> bool:
+        if barcode in unusable or barcode.startswith("CLN"):
+            return False
+        if group is not None and (slot is None or slot not in group):
+            return False
+        if pool.barcodes and barcode not in pool.barcodes:
+            return False
+        return not pool.slots or (slot is not None and pool.slots[0] <= slot <= pool.slots[1])
+
+    return fits
 
 
 class Mounter:
@@ -105,10 +132,13 @@ class Mounter:
         self.handle: TapeDrive | None = None
         self.barcode: str | None = None
         self.labelled: list[str] = []  # given a new label from BOT: blank, expired or scratch
+        self.parked: dict[str, int] = {}  # candidates loaded in other drives: their drive
 
     def _candidates(self) -> list[str]:
-        """The pool's cartridges (appendable, expired, others; slot order within each), then
-        scratch cartridges anywhere the pool may reach."""
+        """The pool's cartridges (appendable, expired, others; slot order within each, then
+        those left loaded in idle drives), then scratch cartridges anywhere the pool may
+        reach. The loaded ones come after those in slots because they are their drives' next
+        slaves' to write without a reload; fetching one is a move like any other."""
         media, pool = self.spec.media, self.spec.pool
         appendable, scratch = set(media.appendable), set(media.scratch)
         recycle = {barcode: i for i, barcode in enumerate(media.reusable)}
@@ -120,25 +150,66 @@ class Mounter:
                 return (1, recycle[barcode])
             return (3, 0) if barcode in scratch else (2, 0)
 
-        ordered = sorted(pool_candidates(self.lib, pool, tuple(self.tried)), key=rank)
+        inventory = self.lib.inventory()
+        self.parked = {
+            barcode: drive
+            for barcode, drive in parked_candidates(
+                self.lib, pool, tuple(self.tried), inventory
+            ).items()
+            if drive != self.drive_no
+        }
+        in_slots = pool_candidates(self.lib, pool, tuple(self.tried), inventory)
+        ordered = sorted(in_slots + list(self.parked), key=lambda b: (*rank(b), b in self.parked))
         if pool.scratch is not None and scratch:
             wider = replace(pool, barcodes=(), slots=None)  # same library group, any slot
             seen = set(ordered)
             ordered += [
                 barcode
-                for barcode in pool_candidates(self.lib, wider, tuple(self.tried))
+                for barcode in pool_candidates(self.lib, wider, tuple(self.tried), inventory)
                 if barcode in scratch and barcode not in seen
             ]
         return ordered
+
+    def _loaded_here(self) -> TapeDrive | None:
+        """The cartridge already in this drive (kept by the job's previous slave on it, or left
+        by a killed job), opened if this slave may write it: no unload and reload. Anything
+        else found there is unloaded."""
+        inventory = self.lib.inventory()
+        here = next(d for d in inventory.drives if d.number == self.drive_no)
+        if not here.full:
+            return None
+        barcode = here.barcode or ""
+        fits = parked_candidates(self.lib, self.spec.pool, tuple(self.tried), inventory)
+        lease = self.board.try_media(barcode, self.holder) if barcode in fits else None
+        if lease is not None:
+            self.tried.add(barcode)
+            with ExitStack() as undo:  # not usable: unload it, then give the lease back
+                undo.callback(lease.release)
+                undo.callback(self.lib.unload, self.drive_no)
+                handle = self.lib.open_drive(self.drive_no)
+                undo.callback(handle.close)
+                if self._usable(handle, barcode):
+                    undo.pop_all()
+                    self.lease, self.handle, self.barcode = lease, handle, barcode
+                    log.info(
+                        "drive %d: %s is still loaded: written without a reload",
+                        self.drive_no,
+                        barcode,
+                    )
+                    return handle
+            return None
+        left = self.lib.clear(self.drive_no)
+        log.info("drive %d held %s, not for this slave: unloaded", self.drive_no, left)
+        return None
 
     def mount(self) -> TapeDrive:
         """Load the next usable cartridge; returns an open handle positioned anywhere.
 
         With none left, waits up to `spec.media_wait` seconds for new cartridges in a mail
         slot (asking for them once through `on_media_request`), imports them and goes on."""
-        left = self.lib.clear(self.drive_no)
-        if left:
-            log.warning("drive %d held %s from an interrupted job: unloaded", self.drive_no, left)
+        handle = self._loaded_here()
+        if handle is not None:
+            return handle
         deadline = time.monotonic() + self.spec.media_wait
         while True:
             handle = self._mount_one()
@@ -169,9 +240,11 @@ class Mounter:
                 self.skipped[barcode] = "in use by another slave"
                 continue
             try:
+                if barcode in self.parked:  # under its lease: no one else moves it meanwhile
+                    bring_home(self.lib, self.board, barcode, self.holder, wait=0.0)
                 self.lib.load(self.drive_no, barcode=barcode)
             except LibraryError as exc:
-                lease.release()  # moved away between inventory and load
+                lease.release()  # moved away between inventory and load, or its drive is busy
                 self.skipped[barcode] = f"could not be loaded ({exc})"
                 continue
             with ExitStack() as undo:  # on a False answer or an error: eject and release
@@ -312,12 +385,13 @@ class Mounter:
             reasons=reasons,
         )
 
-    def unmount(self) -> None:
-        """Close, unload and release the current cartridge (each step even if one fails)."""
+    def unmount(self, *, keep: bool = False) -> None:
+        """Close, unload (unless `keep`: left loaded for the job's next slave on this drive)
+        and release the current cartridge (each step even if one fails)."""
         with ExitStack() as stack:
             if self.lease is not None:
                 stack.callback(self.lease.release)
-            if self.barcode is not None:
+            if self.barcode is not None and not keep:
                 stack.callback(self.lib.unload, self.drive_no)
             if self.handle is not None:
                 stack.callback(self.handle.close)
@@ -354,13 +428,24 @@ def mounted(
     with lib, board.drive(lib.online_drives(), holder, drive_timeout) as lease:
         result.drive, result.started = int(lease.key), time.time()
         mounter = Mounter(lib, board, result.drive, spec, on_media_request)
+        keep = False
         try:
             yield mounter.mount(), mounter
+            keep = _keep_loaded(spec, result)
         finally:
             result.labelled = mounter.labelled
-            mounter.unmount()
+            mounter.unmount(keep=keep)
             result.ended = time.time()
             result.seconds = result.ended - result.started
+
+
+def _keep_loaded(spec: SlaveSpec, result: SlaveResult) -> bool:
+    """Whether a slave that ended well leaves its cartridge loaded: the job asked for it (its
+    master unloads at the end) and the next slave may append to it (the pool appends, and the
+    cartridge did not reach early warning). Loading, threading and unloading a real cartridge
+    take a minute or two, every slave."""
+    last = result.tapes[-1] if result.tapes else None
+    return spec.keep_loaded and spec.pool.append and last is not None and not last.full
 
 
 def write_file_session(

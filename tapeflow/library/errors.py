@@ -99,5 +99,9 @@ class MediaBusy(LibraryError):
     """A running job holds the cartridge."""
 
 
+class DriveInUse(LibraryError):
+    """Another job holds the drive's lease: what it holds cannot be moved now."""
+
+
 class EraseUnsupported(LibraryError):
     """The drive does not implement ERASE (tgt 1.0.85), so a long erase cannot be done."""

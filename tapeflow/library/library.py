@@ -298,27 +298,39 @@ class Library:
         return loaded
 
     def unload(self, drive: int, *, slot: int | None = None) -> str:
-        """Eject the cartridge in `drive` and put it back in its home slot (or `slot`)."""
+        """Eject the cartridge in `drive` and put it back in its home slot (or `slot`).
+
+        The eject (a real drive rewinds and unthreads: up to two minutes) runs outside the
+        changer's lock, so drives unload in parallel and loads elsewhere go on; only the
+        robot's move is serialized. Callers hold the drive's lease: no one else touches it."""
+        with self._moving():
+            self._unload_target(self._elements(), drive, slot)  # bad arguments fail first
+        handle = self.open_drive(drive)
+        try:
+            handle.unload()
+        finally:
+            handle.close()
         with self._moving():
             els = self._elements()
-            source = self._drive(els, drive)
-            self._check_partition(els, drive=drive)
-            if not source.full:
-                raise DriveEmpty(f"drive {drive} is empty")
-            if slot is not None:
-                dest = self._slot(els, slot)
-                self._check_partition(els, address=dest.address)
-                if dest.full:
-                    raise SlotOccupied(f"slot {slot} holds {dest.barcode or 'a cartridge'}")
-            else:
-                dest = self._home_slot(els, source)
-            handle = self.open_drive(drive)
-            try:
-                handle.unload()
-            finally:
-                handle.close()
+            source, dest = self._unload_target(els, drive, slot)
             self.changer.move(source.address, dest.address, self._transport(els))
             return source.barcode or ""
+
+    def _unload_target(
+        self, els: dict[ElementType, list[Element]], drive: int, slot: int | None
+    ) -> tuple[Element, Element]:
+        """(the full drive, the slot it goes to) or the typed error saying why not."""
+        source = self._drive(els, drive)
+        self._check_partition(els, drive=drive)
+        if not source.full:
+            raise DriveEmpty(f"drive {drive} is empty")
+        if slot is None:
+            return source, self._home_slot(els, source)
+        dest = self._slot(els, slot)
+        self._check_partition(els, address=dest.address)
+        if dest.full:
+            raise SlotOccupied(f"slot {slot} holds {dest.barcode or 'a cartridge'}")
+        return source, dest
 
     def clear(self, drive: int) -> str | None:
         """Unload whatever `drive` holds (left by a killed job); returns its barcode or None.

@@ -14,11 +14,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from tapeflow.library.errors import (
+    DriveInUse,
     DriveOffline,
     DriveOutOfRange,
     EraseUnsupported,
@@ -165,10 +167,71 @@ def _drives(lib: Library, drive: int | None) -> list[int]:
     return [drive]
 
 
+BRING_HOME_WAIT = 60.0
+"""Seconds a reader waits for the holder of the drive its cartridge sits in to unload it."""
+
+
+def bring_home(
+    lib: Library,
+    board: LeaseBoard,
+    barcode: str,
+    holder: str,
+    *,
+    wait: float = BRING_HOME_WAIT,
+    poll: float = 0.05,
+) -> int | None:
+    """A cartridge left loaded in a drive (kept there by a backup's slave for the next one,
+    or left by a killed job) goes back to its slot under that drive's lease; returns the
+    drive, or None when the cartridge is in no drive. The caller holds the cartridge's lease,
+    so whoever holds that drive now will unload it rather than use it: wait up to `wait`
+    seconds for that before DriveInUse."""
+    deadline = time.monotonic() + wait
+    while True:
+        drive = next(
+            (d.number for d in lib.inventory().drives if d.full and d.barcode == barcode), None
+        )
+        if drive is None:
+            return None
+        lease = board.try_drive([drive], holder)
+        if lease is not None:
+            with lease:  # still there? (its holder may have just unloaded it)
+                still = any(
+                    d.number == drive and d.barcode == barcode for d in lib.inventory().drives
+                )
+                if still:
+                    lib.unload(drive)
+            return drive
+        if time.monotonic() >= deadline:
+            raise DriveInUse(f"cartridge {barcode} sits in drive {drive}, which another job holds")
+        time.sleep(poll)
+
+
+def unload_parked(lib: Library, holder: str) -> list[str]:
+    """At a job's end: unload the cartridges its slaves kept loaded for one another (and any a
+    killed job left) from the online drives nobody holds, all drives at once (a real drive
+    rewinds for up to two minutes); returns their barcodes. A drive another job holds is that
+    job's to empty."""
+    board = LeaseBoard(lib.state_dir)
+    with ExitStack() as held:
+        idle = []
+        for d in lib.inventory().drives:
+            lease = board.try_drive([d.number], holder) if d.full and d.online else None
+            if lease is not None:  # None: empty, offline, or a running slave's
+                idle.append(held.enter_context(lease))
+        if not idle:
+            return []
+        with ThreadPoolExecutor(len(idle)) as pool:
+            left = list(pool.map(lambda lease: lib.clear(int(lease.key)), idle))
+    return [barcode for barcode in left if barcode]
+
+
 @contextmanager
-def _mounted(lib: Library, drive: int, barcode: str) -> Iterator[TapeDrive]:
+def _mounted(
+    lib: Library, drive: int, barcode: str, board: LeaseBoard, holder: str
+) -> Iterator[TapeDrive]:
     """`barcode` loaded in `drive` and an open handle; closed and unloaded on every path."""
     with ExitStack() as stack:
+        bring_home(lib, board, barcode, holder)
         lib.load(drive, barcode=barcode)
         stack.callback(lib.unload, drive)
         handle = lib.open_drive(drive)
@@ -211,7 +274,7 @@ def _each_cartridge(
             if media is None:
                 outcomes.append(MediaOutcome(slot, barcode, "refused", "in use by a running job"))
                 continue
-            with media, _mounted(lib, number, barcode) as handle:
+            with media, _mounted(lib, number, barcode, board, holder) as handle:
                 try:
                     outcome = work(handle, slot, barcode)
                 except MEDIUM_ERRORS as exc:

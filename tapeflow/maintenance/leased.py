@@ -13,7 +13,9 @@ from collections.abc import Collection, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 
 from tapeflow.library import Library
+from tapeflow.library.errors import DriveInUse
 from tapeflow.library.leases import Lease, LeaseBoard
+from tapeflow.library.media import bring_home
 from tapeflow.maintenance.errors import MaintenanceError, NoDriveAvailable
 from tapeflow.maintenance.mounts import Mounts
 from tapeflow.scsi.tape import TapeDrive
@@ -57,17 +59,15 @@ class LeasedMounts(Mounts):
         return handle
 
     def _bring_home(self, barcode: str) -> None:
-        """A cartridge left in a drive that is not ours (a killed job) goes back to its slot,
-        under that drive's lease, so we never read through a drive someone else may take."""
-        for d in self.lib.inventory().drives:
-            if d.full and d.barcode == barcode and d.number not in self.drives:
-                lease = self.board.try_drive([d.number], self.holder)
-                if lease is None:
-                    raise NoDriveAvailable(
-                        f"cartridge {barcode} sits in drive {d.number}, which another job holds"
-                    )
-                with lease:
-                    self.lib.unload(d.number)
+        """A cartridge left in a drive that is not ours (kept for a backup's next slave, or
+        left by a killed job) goes back to its slot, under that drive's lease, so we never
+        read through a drive someone else may take."""
+        inventory = self.lib.inventory().drives
+        if any(d.full and d.barcode == barcode and d.number not in self.drives for d in inventory):
+            try:
+                bring_home(self.lib, self.board, barcode, self.holder)
+            except DriveInUse as exc:
+                raise NoDriveAvailable(str(exc)) from exc
 
     def release(self, barcode: str) -> None:
         """Unload (if we loaded it) and give its lease back (pre-leased ones stay leased)."""
