@@ -183,21 +183,12 @@ class Mounter:
         lease = self.board.try_media(barcode, self.holder) if barcode in fits else None
         if lease is not None:
             self.tried.add(barcode)
-            with ExitStack() as undo:  # not usable: unload it, then give the lease back
-                undo.callback(lease.release)
-                undo.callback(self.lib.unload, self.drive_no)
-                handle = self.lib.open_drive(self.drive_no)
-                undo.callback(handle.close)
-                if self._usable(handle, barcode):
-                    undo.pop_all()
-                    self.lease, self.handle, self.barcode = lease, handle, barcode
-                    log.info(
-                        "drive %d: %s is still loaded: written without a reload",
-                        self.drive_no,
-                        barcode,
-                    )
-                    return handle
-            return None
+            handle = self._take(barcode, lease)
+            if handle is not None:
+                log.info(
+                    "drive %d: %s still loaded: written without a reload", self.drive_no, barcode
+                )
+            return handle
         left = self.lib.clear(self.drive_no)
         log.info("drive %d held %s, not for this slave: unloaded", self.drive_no, left)
         return None
@@ -247,15 +238,23 @@ class Mounter:
                 lease.release()  # moved away between inventory and load, or its drive is busy
                 self.skipped[barcode] = f"could not be loaded ({exc})"
                 continue
-            with ExitStack() as undo:  # on a False answer or an error: eject and release
-                undo.callback(lease.release)
-                undo.callback(self.lib.unload, self.drive_no)
-                handle = self.lib.open_drive(self.drive_no)
-                undo.callback(handle.close)
-                if self._usable(handle, barcode):
-                    undo.pop_all()
-                    self.lease, self.handle, self.barcode = lease, handle, barcode
-                    return handle
+            handle = self._take(barcode, lease)
+            if handle is not None:
+                return handle
+        return None
+
+    def _take(self, barcode: str, lease: Lease) -> TapeDrive | None:
+        """Open the cartridge loaded in this drive under its `lease`; it becomes this slave's
+        when usable, else it is ejected and its lease released (on an error too)."""
+        with ExitStack() as undo:
+            undo.callback(lease.release)
+            undo.callback(self.lib.unload, self.drive_no)
+            handle = self.lib.open_drive(self.drive_no)
+            undo.callback(handle.close)
+            if self._usable(handle, barcode):
+                undo.pop_all()
+                self.lease, self.handle, self.barcode = lease, handle, barcode
+                return handle
         return None
 
     def _skip(self, barcode: str, why: str) -> bool:
