@@ -8,6 +8,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -240,16 +241,30 @@ def _online_drives(
 
 
 @contextlib.contextmanager
-def unloaded_at_end(library: LibrarySpec, job_id: str) -> Iterator[None]:
-    """On every path out of the job's slaves: unload the cartridges they kept loaded for one
-    another, from the drives no other job holds."""
-    try:
-        yield
-    finally:
-        with Library(library) as lib:
-            left = unload_parked(lib, f"job {job_id} end")
-        if left:
-            get_run_logger().info("job %s: unloaded %s", job_id, ", ".join(left))
+def unloading_drives(library: LibrarySpec, job_id: str) -> Iterator[Callable[[], None]]:
+    """Unload the cartridges the job's slaves kept loaded for one another, from the drives no
+    other job holds: in the background from the moment the yielded callable is called (the
+    slaves are done; the catalog and the artifacts take that long anyway), and at the latest
+    on the way out, on every path."""
+    with ThreadPoolExecutor(1, thread_name_prefix="unload-drives") as background:
+        unloading: list[Future[list[str]]] = []
+
+        def start() -> None:
+            if not unloading:
+                unloading.append(background.submit(_unload_parked, library, job_id))
+
+        try:
+            yield start
+        finally:
+            start()
+            left = unloading[0].result()
+    if left:
+        get_run_logger().info("job %s: unloaded %s", job_id, ", ".join(left))
+
+
+def _unload_parked(library: LibrarySpec, job_id: str) -> list[str]:
+    with Library(library) as lib:
+        return unload_parked(lib, f"job {job_id} end")
 
 
 def mark_partial(flow: Any, flow_run: Any, state: State) -> None:
@@ -333,7 +348,7 @@ def backup(
         record_slaves(catalog_path, job_id, media_pool, done)
 
     problems: list[str] = []
-    with unloaded_at_end(spec, job_id):
+    with unloading_drives(spec, job_id) as slaves_done:
         dispatched = run_slaves(specs, streams, tag, job_id, record)
         results, unrecorded = dispatched.results, dispatched.unrecorded
         if verify:  # reads the sessions' rows from the catalog
@@ -349,20 +364,22 @@ def backup(
             for check in checks:
                 found = check.result()
                 problems += [f"verify {found['session_id']}: {p}" for p in found["problems"]]
-    with Catalog(catalog_path) as cat:  # one opening: the last slaves, the job's end, its report
-        record_in(cat, job_id, media_pool, unrecorded)
-        outcome: JobOutcome = close_job(cat, job_id, results, skipped, problems)
-        report = job_report_artifacts(cat, job_id)
-    rows = summary_rows(results)
-    summary = partial(
-        create_table_artifact,
-        rows,
-        key="backup-summary",
-        description=f"job {job_id}: {outcome.state}, {outcome.files} files, "
-        f"{outcome.bytes / 1e6:.1f} MB",
-    )
-    all_done = [partial(update_progress_artifact, dispatched.progress, 100.0)]
-    publish(summary, *report, *(all_done if dispatched.progress is not None else []))
+        slaves_done()  # the drives unload while the job's end is recorded and published
+        # one catalog opening: the last slaves, the job's end, its report
+        with Catalog(catalog_path) as cat:
+            record_in(cat, job_id, media_pool, unrecorded)
+            outcome: JobOutcome = close_job(cat, job_id, results, skipped, problems)
+            report = job_report_artifacts(cat, job_id)
+        rows = summary_rows(results)
+        summary = partial(
+            create_table_artifact,
+            rows,
+            key="backup-summary",
+            description=f"job {job_id}: {outcome.state}, {outcome.files} files, "
+            f"{outcome.bytes / 1e6:.1f} MB",
+        )
+        all_done = [partial(update_progress_artifact, dispatched.progress, 100.0)]
+        publish(summary, *report, *(all_done if dispatched.progress is not None else []))
     for op in post or []:
         log.info("post: %s", op)
         run_operation(op, outcome.to_dict())

@@ -153,6 +153,10 @@ def test_one_drive_means_one_slave_at_a_time(env: dict[str, Any]) -> None:
     assert state.is_completed()
     assert peak(run_intervals(slave_runs(str(state.state_details.flow_run_id)))) == 1
     assert tag_limit(env["tag"]) == 1
+    slaves = state.result()["slaves"]  # all on one cartridge, kept loaded from slave to slave
+    assert len({s["cartridges"] for s in slaves}) == 1 and {s["drive"] for s in slaves} == {0}
+    with Library(env["library"]) as lib:  # and the job unloaded it at its end
+        assert not any(d.full for d in lib.inventory().drives)
 
 
 def test_largest_source_starts_first(env: dict[str, Any]) -> None:
