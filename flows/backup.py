@@ -263,6 +263,7 @@ def unloading_drives(library: LibrarySpec, job_id: str) -> Iterator[Callable[[],
 
 
 def _unload_parked(library: LibrarySpec, job_id: str) -> list[str]:
+    """unload_parked on a library handle of its own (it runs in the unloading thread)."""
     with Library(library) as lib:
         return unload_parked(lib, f"job {job_id} end")
 
