@@ -477,13 +477,7 @@ class Catalog:
         self.job(job_id)
         bases = sorted({new.base_session for new in sessions if new.base_session is not None})
         if bases:
-            marks = ", ".join("?" * len(bases))
-            found = {
-                r[0] for r in self.execute(f"SELECT id FROM sessions WHERE id IN ({marks})", bases)
-            }
-            for base in bases:
-                if base not in found:
-                    raise SessionNotFound(base)
+            self.require_sessions(bases)
         ids = [rowsmod.check_session_id(new.session_id or new_id("s")) for new in sessions]
         when = utc(started)
         rows = [
