@@ -278,8 +278,7 @@ def mark_partial(flow: Any, flow_run: Any, state: State) -> None:
             cat.mark_running_partial(str(flow_run.id))
             cat.finish_job(str(flow_run.id), ended)
     spec, _ = resolve.library(flow_run.parameters.get("library"))
-    with Library(spec) as lib:
-        unload_parked(lib, f"job {flow_run.id} end")
+    _unload_parked(spec, str(flow_run.id))
 
 
 @flow(

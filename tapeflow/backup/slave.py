@@ -179,8 +179,10 @@ class Mounter:
         if not here.full:
             return None
         barcode = here.barcode or ""
-        fits = parked_candidates(self.lib, self.spec.pool, tuple(self.tried), inventory)
-        lease = self.board.try_media(barcode, self.holder) if barcode in fits else None
+        fits = _pool_filter(self.lib, self.spec.pool, tuple(self.tried))
+        lease = (
+            self.board.try_media(barcode, self.holder) if fits(barcode, here.source_slot) else None
+        )
         if lease is not None:
             self.tried.add(barcode)
             handle = self._take(barcode, lease)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
@@ -179,18 +179,20 @@ def bring_home(
     *,
     wait: float = BRING_HOME_WAIT,
     poll: float = 0.05,
+    mine: Collection[int] = (),
 ) -> int | None:
     """A cartridge left loaded in a drive (kept there by a backup's slave for the next one,
     or left by a killed job) goes back to its slot under that drive's lease; returns the
-    drive, or None when the cartridge is in no drive. The caller holds the cartridge's lease,
-    so whoever holds that drive now will unload it rather than use it: wait up to `wait`
-    seconds for that before DriveInUse."""
+    drive, or None when the cartridge is in no drive or in one of `mine` (drives the caller
+    holds, where it stays). The caller holds the cartridge's lease, so whoever holds that
+    drive now will unload it rather than use it: wait up to `wait` seconds for that before
+    DriveInUse."""
     deadline = time.monotonic() + wait
     while True:
         drive = next(
             (d.number for d in lib.inventory().drives if d.full and d.barcode == barcode), None
         )
-        if drive is None:
+        if drive is None or drive in mine:
             return None
         lease = board.try_drive([drive], holder)
         if lease is not None:

@@ -62,12 +62,10 @@ class LeasedMounts(Mounts):
         """A cartridge left in a drive that is not ours (kept for a backup's next slave, or
         left by a killed job) goes back to its slot, under that drive's lease, so we never
         read through a drive someone else may take."""
-        inventory = self.lib.inventory().drives
-        if any(d.full and d.barcode == barcode and d.number not in self.drives for d in inventory):
-            try:
-                bring_home(self.lib, self.board, barcode, self.holder)
-            except DriveInUse as exc:
-                raise NoDriveAvailable(str(exc)) from exc
+        try:
+            bring_home(self.lib, self.board, barcode, self.holder, mine=self.drives)
+        except DriveInUse as exc:
+            raise NoDriveAvailable(str(exc)) from exc
 
     def release(self, barcode: str) -> None:
         """Unload (if we loaded it) and give its lease back (pre-leased ones stay leased)."""
