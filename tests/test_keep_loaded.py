@@ -16,8 +16,9 @@ from tapeflow.backup.master import prepare_job, record_results
 from tapeflow.backup.model import Pool, SlaveResult, SlaveSpec, Source, TapeUse
 from tapeflow.backup.slave import NoWritableCartridge, SlaveFailed, _keep_loaded, run_slave
 from tapeflow.library import Library
+from tapeflow.library.errors import DriveInUse
 from tapeflow.library.leases import LeaseBoard
-from tapeflow.library.media import unload_parked
+from tapeflow.library.media import bring_home, unload_parked
 from tapeflow.restore import plan_restore, restore_cartridge
 from tapeflow.sample import make_sample_tree
 from tests.conftest import Backend
@@ -181,3 +182,24 @@ def test_the_job_end_unloads_idle_drives_only(backend: Backend) -> None:
     assert _drives(backend) == {0: None, 1: second}
     assert unload_parked(lib, "job end") == [second]
     assert unload_parked(lib, "job end") == []
+
+
+def test_bring_home_gives_up_on_a_held_drive_and_leaves_the_callers_own(
+    backend: Backend,
+) -> None:
+    """A cartridge in a drive another job keeps holding is not moved: DriveInUse once `wait`
+    has passed; one in a drive of the caller's own stays where it is."""
+    lib = backend.library
+    barcode = lib.inventory().slots[0].barcode
+    lib.load(1, barcode=barcode)
+    board = LeaseBoard(lib.state_dir)
+    with board.drive([1], "a slave of another job"):
+        started = time.monotonic()
+        with pytest.raises(DriveInUse, match=f"{barcode} sits in drive 1"):
+            bring_home(lib, board, barcode, "reader", wait=0.3)
+        assert time.monotonic() - started >= 0.3
+        assert bring_home(lib, board, barcode, "reader", mine=[1]) is None
+    assert _drives(backend)[1] == barcode
+    assert bring_home(lib, board, barcode, "reader") == 1
+    assert not any(_drives(backend).values())
+    assert bring_home(lib, board, barcode, "reader") is None  # in its slot: nothing to do

@@ -30,7 +30,7 @@ from tapeflow.backup.pools import (
 )
 from tapeflow.backup.rotation import GfsPolicy, RotationError, parse_rotation, rotate
 from tapeflow.backup.slave import NoWritableCartridge, SlaveFailed, run_slave
-from tapeflow.catalog import Catalog, NotFound, expiring_media
+from tapeflow.catalog import Catalog, CatalogError, NotFound, expiring_media
 from tapeflow.library import Library
 from tapeflow.reports import job_report, media_report
 from tapeflow.sample import make_sample_tree
@@ -173,6 +173,13 @@ def test_expiry_is_last_write_plus_retention_and_appending_extends_it(env: Env) 
         plan = plan_media(cat, pool)
         assert plan.appendable == (A,) and A in plan.protected and not plan.reusable
         assert plan_media(cat, pool, later).reusable == {A: KnownTape(3, tape_files(env, A)[1][1])}
+        cat.add_media("NEVER1L9", "keep")
+        with pytest.raises(CatalogError, match="NEVER1L9 has no write"):
+            note_write(cat, "NEVER1L9", 30)  # no write to count a retention from
+        with pytest.raises(NotFound):
+            note_write(cat, "NOSUCH", 30)
+        with pytest.raises(InvalidPool):
+            note_write(cat, A, -1)
 
 
 def test_expired_cartridge_is_recycled_and_its_old_sessions_pruned(env: Env) -> None:
